@@ -1,0 +1,52 @@
+/**
+ * Errors a user or a caller of the host API can meet. Each has a stable upper-case code (the part
+ * scripts match on), a message that may change, and a hint that says what to do next. Programmer
+ * errors inside norma are assertions (`assert` from node:assert), not NormaErrors.
+ *
+ * Codes that a *task* sees from a syscall are kern_return codes, defined in src/abi/syscalls.ts.
+ */
+
+export const errorCodes = {
+  /** The bytes are not a WebAssembly module (bad magic, truncated, failed validation). */
+  MODULE_INVALID: 'Check that the file is a .wasm module; rebuild it if it was truncated.',
+  /** The module uses a feature norma cannot freeze (tail calls, imported memory, ...). */
+  MODULE_UNSUPPORTED: 'Rebuild the module without the feature named in the message.',
+  /** The module imports a function norma does not provide. */
+  MODULE_IMPORT_MISSING:
+    'norma provides WASI preview1 (wasi_snapshot_preview1, wasi_unstable) and the norma syscalls; remove or stub the import.',
+  /** The module exports neither `_start` nor `main` (nor the entry asked for). */
+  MODULE_NO_ENTRY: 'Export `_start` (a WASI command) or name the entry with --entry.',
+  /** A file given on the command line does not exist or cannot be read. */
+  FILE_NOT_FOUND: 'Check the path.',
+  /** A command-line argument is malformed. */
+  USAGE: 'Run the command with --help.',
+  /** The task was ended by a trap; the message says which (unreachable, out of bounds, ...). */
+  TASK_TRAPPED: 'The program has a bug or ran out of a resource; the reason says which.',
+  /** No task with this id on the node. */
+  TASK_NOT_FOUND: 'List the tasks with `norma ps`.',
+  /** The module cache directory cannot be written. */
+  CACHE_UNWRITABLE: 'Set NORMA_CACHE_DIR to a writable directory.',
+} as const;
+
+export type ErrorCode = keyof typeof errorCodes;
+
+export class NormaError extends Error {
+  readonly code: ErrorCode;
+  readonly hint: string;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; hint?: string }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'NormaError';
+    this.code = code;
+    this.hint = options?.hint ?? errorCodes[code];
+  }
+
+  /** The JSON shape the CLI prints with --json. */
+  toJSON(): { code: ErrorCode; message: string; hint: string } {
+    return { code: this.code, message: this.message, hint: this.hint };
+  }
+}
+
+export function isNormaError(error: unknown, code?: ErrorCode): error is NormaError {
+  return error instanceof NormaError && (code === undefined || error.code === code);
+}

@@ -1,0 +1,43 @@
+/**
+ * Every limit of the system, named, with its unit last (TigerBeetle style). A limit that is not here
+ * does not exist; code that needs a bound imports it from this file.
+ */
+
+/** Bytes in a WebAssembly page. */
+export const wasmPageBytes = 65536;
+
+/** Hidden pages at the top of linear memory that hold one thread's asyncify frames while it unwinds. */
+export const asyncifyPagesDefault = 2;
+
+/** Names a task's IPC space may hold at once. */
+export const namesPerTaskMax = 65536;
+/** User references one send right or dead name may carry (Mach's MACH_PORT_UREFS_MAX). */
+export const userRefsMax = 65534;
+/** Default and largest queue length of a port (MACH_PORT_QLIMIT_DEFAULT / _MAX). */
+export const portQueueLengthDefault = 5;
+export const portQueueLengthMax = 1024;
+/** Largest message: header, descriptors, inline and out-of-line bytes together. */
+export const messageSizeMax = 64 * 1024 * 1024;
+/** Descriptors one message may carry. */
+export const messageDescriptorsMax = 1024;
+
+/** Threads one task may have alive at once. */
+export const threadsPerTaskMax = 256;
+/** Mappings of memory objects one task may hold at once. */
+export const mappingsPerTaskMax = 256;
+/** Largest memory object. */
+export const memoryObjectBytesMax = 1024 * 1024 * 1024;
+/** Longest service name in the name service, in UTF-8 bytes. */
+export const serviceNameBytesMax = 256;
+/** Longest thread entry name, in UTF-8 bytes. */
+export const entryNameBytesMax = 256;
+
+/** Default time slice of a thread before a safepoint yields to the next runnable thread. */
+export const timeSliceMsDefault = 10;
+/**
+ * Longest the kernel runs WebAssembly before returning to Node's event loop, so that I/O, timers
+ * and signals are served while tasks compute (applies to preemptible tasks).
+ */
+export const eventLoopTurnMsMax = 20;
+/** Loop iterations between two time checks in preemptible code (the local fuel of a function). */
+export const fuelPerCheck = 4096;
