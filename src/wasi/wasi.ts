@@ -930,9 +930,12 @@ export class Wasi {
     if (at.ino === undefined) return Errno.ENOENT;
     const node = fsNode(this.fs, at.ino);
     if (node.kind !== 'symlink') return Errno.EINVAL;
-    // readlink(2): the target is cut to the buffer and not NUL-terminated.
-    const target = encoder.encode(node.target).subarray(0, bufferLength);
+    // As Node does: the target is followed by a NUL that bufused does not count, and a buffer
+    // without room for both is ENOBUFS (where readlink(2) would truncate).
+    const target = encoder.encode(node.target);
+    if (target.length >= bufferLength) return Errno.ENOBUFS;
     output.set(target);
+    output[target.length] = 0;
     this.guest.setU32(resultPointer, target.length);
     return Errno.SUCCESS;
   }

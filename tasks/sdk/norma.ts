@@ -239,25 +239,33 @@ export function printBytes(ptr: usize, len: i32): void {
   writeFd(1, ptr, len);
 }
 
-function writeString(fd: i32, s: string): void {
-  const bytes = String.UTF8.encode(s);
-  writeFd(fd, changetype<usize>(bytes), bytes.byteLength);
-  heap.free(changetype<usize>(bytes)); // reclaimed only if nothing was allocated since (stub runtime)
+/**
+ * Writes s (and a newline) to fd in one fd_write, so lines of different threads do not interleave.
+ * The UTF-8 bytes go to a heap block freed right after: the stub runtime reclaims it whenever nothing
+ * was allocated meanwhile, so printing in a loop does not grow memory.
+ */
+function writeString(fd: i32, s: string, newline: bool): void {
+  const len = String.UTF8.byteLength(s);
+  const buf = heap.alloc(len + 1);
+  String.UTF8.encodeUnsafe(changetype<usize>(s), s.length, buf);
+  store<u8>(buf + len, 10);
+  writeFd(fd, buf, newline ? len + 1 : len);
+  heap.free(buf);
 }
 
 /** Writes s to stdout as UTF-8, exactly (no newline added). */
 export function print(s: string): void {
-  writeString(1, s);
+  writeString(1, s, false);
 }
 
 /** Writes s and a newline to stdout. */
 export function println(s: string): void {
-  writeString(1, s + "\n");
+  writeString(1, s, true);
 }
 
 /** Writes s and a newline to stderr. */
 export function eprintln(s: string): void {
-  writeString(2, s + "\n");
+  writeString(2, s, true);
 }
 
 /** `0x` and 8 hex digits, for checksums that must print the same everywhere. */
@@ -550,11 +558,16 @@ export class Message {
     return this;
   }
 
-  /** Appends a string as u32 byte length + UTF-8 bytes (padded). */
+  /** Appends a string as u32 byte length + UTF-8 bytes (padded), encoded in place. */
   putString(s: string): Message {
-    const bytes = String.UTF8.encode(s);
-    this.putU32(bytes.byteLength);
-    this.putBytes(changetype<usize>(bytes), bytes.byteLength);
+    const len = String.UTF8.byteLength(s);
+    const size = this.size;
+    const padded = (len + 3) & ~3;
+    this.reserve(size + 4 + padded);
+    store<i32>(this.buf + size, len);
+    String.UTF8.encodeUnsafe(changetype<usize>(s), s.length, this.buf + size + 4);
+    memory.fill(this.buf + size + 4 + len, 0, padded - len);
+    store<i32>(this.buf, size + 4 + padded, 4);
     return this;
   }
 

@@ -139,7 +139,7 @@ export function runWithNode(wasmPath: string, options: RunOptions): RunResult {
 }
 
 /** A module that imports every function of a WASI module and exports it unchanged, with a memory. */
-export async function reexportModule(module: WasiModuleName): Promise<Uint8Array> {
+export async function reexportModule(module: WasiModuleName): Promise<WebAssembly.Module> {
   const { default: binaryen } = await import('binaryen');
   const functions = wasiFunctionNames.flatMap((name) => {
     const signature = wasiFunctionSignature(module, name);
@@ -150,7 +150,7 @@ export async function reexportModule(module: WasiModuleName): Promise<Uint8Array
   });
   const parsed = binaryen.parseText(`(module ${functions.join('\n')} (memory (export "memory") 2))`);
   try {
-    return parsed.emitBinary();
+    return new WebAssembly.Module(parsed.emitBinary() as Uint8Array<ArrayBuffer>);
   } finally {
     parsed.dispose();
   }
