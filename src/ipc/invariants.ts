@@ -57,7 +57,8 @@ export function auditIpcState(state: IpcState): string[] {
       if (index < 1 || index >= space.nextIndex || space.generations[index] !== (name & 0xff)) {
         problems.push(`${where}: not a current name (index ${index}, generation ${name & 0xff})`);
       }
-      if (!validTypes.includes(entry.type)) problems.push(`${where}: invalid type ${entry.type.toString(16)}`);
+      if (!validTypes.includes(entry.type))
+        problems.push(`${where}: invalid type ${entry.type.toString(16)}`);
       const has = (bit: number): boolean => (entry.type & bit) !== 0;
       const live = has(PortType.RECEIVE) || has(PortType.SEND) || has(PortType.SEND_ONCE);
       if (live && !alive(entry.object)) problems.push(`${where}: live right to dead port ${entry.object}`);
@@ -77,8 +78,10 @@ export function auditIpcState(state: IpcState): string[] {
           problems.push(`${where}: port set ${entry.object} does not point back`);
         }
       }
-      if ((has(PortType.RECEIVE) || has(PortType.SEND) || has(PortType.PORT_SET)) &&
-        space.byObject[entry.object] !== name) {
+      if (
+        (has(PortType.RECEIVE) || has(PortType.SEND) || has(PortType.PORT_SET)) &&
+        space.byObject[entry.object] !== name
+      ) {
         problems.push(`${where}: byObject does not map ${entry.object} to it`);
       }
       if (has(PortType.SEND_ONCE) && !(space.sendOnce[entry.object] ?? []).includes(name)) {
@@ -112,7 +115,8 @@ export function auditIpcState(state: IpcState): string[] {
 
   const countTransit = (right: TransitRight, carrier: PortId): void => {
     if (right.kind === 'receive') {
-      if (!alive(right.port)) problems.push(`message on ${carrier} carries the receive right of dead ${right.port}`);
+      if (!alive(right.port))
+        problems.push(`message on ${carrier} carries the receive right of dead ${right.port}`);
       holder(right.port, `transit in ${carrier}`);
       return;
     }
@@ -126,7 +130,8 @@ export function auditIpcState(state: IpcState): string[] {
       problems.push(`port ${id}: qlimit ${port.qlimit}`);
     }
     for (const msg of port.queue) {
-      if (msg.dest.port !== id || msg.dest.kind === 'receive') problems.push(`port ${id}: message with bad dest`);
+      if (msg.dest.port !== id || msg.dest.kind === 'receive')
+        problems.push(`port ${id}: message with bad dest`);
       countTransit(msg.dest, id);
       if (msg.reply !== null) {
         if (msg.reply.kind === 'receive') problems.push(`port ${id}: message with a receive right as reply`);
@@ -155,7 +160,8 @@ export function auditIpcState(state: IpcState): string[] {
     const receiver = port.receiver;
     if (receiver.kind === 'kernel') {
       if (port.kobject === null) problems.push(`port ${id}: kernel port without kobject`);
-      if (holders.length !== 0) problems.push(`port ${id}: kernel port with receive rights in ${holders.join(', ')}`);
+      if (holders.length !== 0)
+        problems.push(`port ${id}: kernel port with receive rights in ${holders.join(', ')}`);
     } else {
       const expected =
         receiver.kind === 'space' ? `space ${receiver.task}:${receiver.name}` : `transit in ${receiver.in}`;
@@ -166,7 +172,8 @@ export function auditIpcState(state: IpcState): string[] {
     }
     if (port.set !== null) {
       const set = Object.hasOwn(state.sets, port.set) ? state.sets[port.set] : undefined;
-      if (set === undefined || !set.members.includes(id)) problems.push(`port ${id}: not in its set ${port.set}`);
+      if (set === undefined || !set.members.includes(id))
+        problems.push(`port ${id}: not in its set ${port.set}`);
       else if (receiver.kind !== 'space' || receiver.task !== set.task) {
         problems.push(`port ${id}: member of ${port.set} but not received in its space`);
       }
@@ -199,7 +206,8 @@ export function auditIpcState(state: IpcState): string[] {
     }
     if (new Set(set.members).size !== set.members.length) problems.push(`set ${id}: duplicate members`);
     for (const member of set.members) {
-      if (!alive(member) || state.ports[member]?.set !== id) problems.push(`set ${id}: member ${member} disagrees`);
+      if (!alive(member) || state.ports[member]?.set !== id)
+        problems.push(`set ${id}: member ${member} disagrees`);
     }
   }
   return problems;

@@ -120,12 +120,6 @@ export interface NameResult {
   name: PortName;
 }
 
-/** A code and a value (0 unless kr is SUCCESS). */
-export interface ValueResult {
-  kr: KernReturnCode;
-  value: number;
-}
-
 /** A code and a port (null unless kr is SUCCESS). */
 export interface PortResult {
   kr: KernReturnCode;
@@ -388,8 +382,8 @@ export class Ipc {
    * The PortType bits of the rights `name` denotes (mach_port_type).
    * Conditions: the task has a space.
    * Returns:
-   *   SUCCESS       `value` holds the bits.
-   *   INVALID_NAME  The name denotes no right (`value` is 0).
+   *   SUCCESS       `type` holds the bits.
+   *   INVALID_NAME  The name denotes no right (`type` is 0).
    */
   portType(task: TaskId, name: PortName): { kr: KernReturnCode; type: number } {
     const entry = spaceLookup(this.space(task), name);
@@ -515,7 +509,12 @@ export class Ipc {
    *                   receive right.
    *   UREFS_OVERFLOW  DEAD_NAME on a dead name that already has userRefsMax references.
    */
-  portRequestNotification(task: TaskId, name: PortName, variant: number, notifyName: PortName): KernReturnCode {
+  portRequestNotification(
+    task: TaskId,
+    name: PortName,
+    variant: number,
+    notifyName: PortName,
+  ): KernReturnCode {
     const space = this.space(task);
     if (variant !== NotifyVariant.DEAD_NAME && variant !== NotifyVariant.NO_SENDERS) {
       return KernReturn.INVALID_VALUE;
@@ -664,8 +663,10 @@ export class Ipc {
   translateSend(task: TaskId, name: PortName): TranslateResult {
     const entry = spaceLookup(this.space(task), name);
     if (entry === undefined) return { kr: KernReturn.INVALID_NAME, portId: null, kobject: null };
-    if ((entry.type & PortType.DEAD_NAME) !== 0) return { kr: KernReturn.DEAD_NAME, portId: null, kobject: null };
-    if ((entry.type & PortType.SEND) === 0) return { kr: KernReturn.INVALID_RIGHT, portId: null, kobject: null };
+    if ((entry.type & PortType.DEAD_NAME) !== 0)
+      return { kr: KernReturn.DEAD_NAME, portId: null, kobject: null };
+    if ((entry.type & PortType.SEND) === 0)
+      return { kr: KernReturn.INVALID_RIGHT, portId: null, kobject: null };
     const port = this.livePort(entry.object);
     return { kr: KernReturn.SUCCESS, portId: port.id, kobject: port.kobject };
   }
@@ -1238,8 +1239,17 @@ export class Ipc {
       return { name: existing, disposition };
     }
     const type =
-      right.kind === 'send' ? PortType.SEND : right.kind === 'send-once' ? PortType.SEND_ONCE : PortType.RECEIVE;
-    const name = spaceInsert(space, { object: right.port, type, urefs: right.kind === 'receive' ? 0 : 1, request: null });
+      right.kind === 'send'
+        ? PortType.SEND
+        : right.kind === 'send-once'
+          ? PortType.SEND_ONCE
+          : PortType.RECEIVE;
+    const name = spaceInsert(space, {
+      object: right.port,
+      type,
+      urefs: right.kind === 'receive' ? 0 : 1,
+      request: null,
+    });
     if (name === undefined) {
       // No name left: the right is destroyed, as Mach does when copyout fails.
       const dying: PortId[] = [];

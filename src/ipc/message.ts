@@ -90,7 +90,9 @@ function roundUp(value: number, alignment: number): number {
 export function messageLayout(msg: MessageShape): MessageLayout {
   const count = msg.descriptors.length;
   const inlineBytes =
-    MessageHeader.bytes + (count > 0 ? Descriptor.countBytes + Descriptor.bytes * count : 0) + msg.body.length;
+    MessageHeader.bytes +
+    (count > 0 ? Descriptor.countBytes + Descriptor.bytes * count : 0) +
+    msg.body.length;
   const oolOffsets: number[] = [];
   let cursor = inlineBytes;
   for (const descriptor of msg.descriptors) {

@@ -12,7 +12,7 @@
  *   SEND_ONCE     empty body
  */
 
-import { NotifyId } from '../abi/syscalls.js';
+import type { NotifyId } from '../abi/syscalls.js';
 import type { QueuedMessage } from './message.js';
 import type { PortId } from './port.js';
 

@@ -31,7 +31,21 @@ type BinaryenModule = InstanceType<Binaryen['Module']>;
 /** Parts of binaryen.js that exist at run time but are missing from (or mistyped in) its index.d.ts. */
 interface BinaryenExtras {
   _BinaryenFunctionAddVar(fn: number, type: number): number;
-  Loop: { getBody(loop: number): number; setBody(loop: number, body: number): void };
+  Loop: {
+    getBody(loop: number): number;
+    setBody(loop: number, body: number): void;
+    getName(loop: number): string | null;
+    setName(loop: number, name: string): void;
+    finalize(loop: number): void;
+  };
+  Break: { getName(br: number): string; setName(br: number, name: string): void };
+  Switch: {
+    getNumNames(br: number): number;
+    getNameAt(br: number, index: number): string;
+    setNameAt(br: number, index: number, name: string): void;
+    getDefaultName(br: number): string;
+    setDefaultName(br: number, name: string): void;
+  };
   Function: { setBody(fn: number, body: number): void };
   readBinary(bytes: Uint8Array, features: number): BinaryenModule;
 }
@@ -266,11 +280,26 @@ function functionsOnCycles(edges: Map<string, Set<string>>): Set<string> {
 
 /**
  * Inserts the fuel countdowns. A loop header gets
- *   fuel = fuel - 1; if ((fuel & (fuelPerCheck - 1)) == 0) safepoint();
+ *   fuel = fuel - 1; if ((fuel & (fuelPerCheck - 1)) == 0) pause;
  * with `fuel` a fresh local (zero at entry, so no initialization is needed); a recursive function
  * gets the same on a global at entry, because its locals start afresh at every call.
+ *
+ * The pause must not be a call inside the loop: asyncify would then have to be able to rewind into
+ * the loop, and instruments every iteration with reads of its state global (2.5x on hot loops).
+ * Instead the original loop node becomes an outer loop, and a new inner loop holds the check and
+ * the body (whose branches to the loop are renamed to the inner one):
+ *
+ *   (loop $L                              ;; the original node
+ *     (block $done
+ *       (block $pause
+ *         (br $done (loop $inner (if (countdown) (br $pause)) body[$L -> $inner])))
+ *       (call $safepoint)
+ *       (br $L)))                           ;; re-enter at the same loop header
+ *
+ * The inner loop contains no suspending call unless the body does, so asyncify leaves it untouched.
  */
 function insertSafepoints(b: Binaryen, module: BinaryenModule, recursive: Set<string>): void {
+  const x = extras(b);
   const safepointName = `${exportPrefix}safepoint`;
   module.addFunctionImport(safepointName, safepointImport.module, safepointImport.name, b.none, b.none);
   const fuelGlobal = `${exportPrefix}fuel`;
@@ -279,11 +308,23 @@ function insertSafepoints(b: Binaryen, module: BinaryenModule, recursive: Set<st
   const countdown = (get: () => number, set: (value: number) => number): number =>
     module.block(null, [
       set(module.i32.sub(get(), module.i32.const(1))),
-      module.if(
-        module.i32.eqz(module.i32.and(get(), module.i32.const(mask))),
-        module.call(safepointName, [], b.none),
-      ),
-    ]);
+      module.i32.eqz(module.i32.and(get(), module.i32.const(mask))),
+    ], b.i32);
+  let labels = 0;
+  const fresh = (what: string): string => `${exportPrefix}${what}${labels++}`;
+
+  const renameBranches = (body: number, from: string, to: string): void => {
+    walkExpressions(b, body, (expr, node) => {
+      if (node.id === b.BreakId) {
+        if (x.Break.getName(expr) === from) x.Break.setName(expr, to);
+      } else if (node.id === b.SwitchId) {
+        for (let i = 0; i < x.Switch.getNumNames(expr); i++) {
+          if (x.Switch.getNameAt(expr, i) === from) x.Switch.setNameAt(expr, i, to);
+        }
+        if (x.Switch.getDefaultName(expr) === from) x.Switch.setDefaultName(expr, to);
+      }
+    });
+  };
 
   const functionCount = module.getNumFunctions();
   for (let i = 0; i < functionCount; i++) {
@@ -295,23 +336,49 @@ function insertSafepoints(b: Binaryen, module: BinaryenModule, recursive: Set<st
       if (node.id === b.LoopId) loops.push(expr);
     });
     if (loops.length > 0) {
-      const fuelLocal = extras(b)._BinaryenFunctionAddVar(fn, b.i32);
+      const fuelLocal = x._BinaryenFunctionAddVar(fn, b.i32);
       for (const loop of loops) {
-        const check = countdown(
-          () => module.local.get(fuelLocal, b.i32),
-          (value) => module.local.set(fuelLocal, value),
+        const type = b.getExpressionType(loop);
+        let outerName = x.Loop.getName(loop);
+        const innerName = fresh('inner');
+        const body = x.Loop.getBody(loop);
+        if (outerName) renameBranches(body, outerName, innerName);
+        else {
+          outerName = fresh('outer');
+          x.Loop.setName(loop, outerName);
+        }
+        const done = fresh('done');
+        const pause = fresh('pause');
+        const check = module.if(
+          countdown(
+            () => module.local.get(fuelLocal, b.i32),
+            (value) => module.local.set(fuelLocal, value),
+          ),
+          module.br(pause),
         );
-        const body = extras(b).Loop.getBody(loop);
-        const type = b.getExpressionType(body);
-        extras(b).Loop.setBody(loop, module.block(null, [check, body], type));
+        const inner = module.loop(innerName, module.block(null, [check, body], type === b.unreachable ? b.none : type));
+        const leave =
+          type === b.none || type === b.unreachable ? [inner, module.br(done)] : [module.br(done, undefined, inner)];
+        x.Loop.setBody(
+          loop,
+          module.block(
+            done,
+            [module.block(pause, leave, b.none), module.call(safepointName, [], b.none), module.br(outerName)],
+            type === b.unreachable ? b.none : type,
+          ),
+        );
+        x.Loop.finalize(loop);
       }
     }
     if (recursive.has(info.name)) {
-      const check = countdown(
-        () => module.global.get(fuelGlobal, b.i32),
-        (value) => module.global.set(fuelGlobal, value),
+      const check = module.if(
+        countdown(
+          () => module.global.get(fuelGlobal, b.i32),
+          (value) => module.global.set(fuelGlobal, value),
+        ),
+        module.call(safepointName, [], b.none),
       );
-      extras(b).Function.setBody(fn, module.block(null, [check, info.body], info.results));
+      x.Function.setBody(fn, module.block(null, [check, info.body], info.results));
     }
   }
 }

@@ -204,7 +204,12 @@ function walk(
   const entry = findEntry(dirNode(fs, dir), name);
   if (entry === undefined) return { dir, name, ino: undefined, mustBeDir };
   const node = fsNode(fs, entry.ino);
-  if (node.kind === 'symlink' && followLast) return followLink(fs, dir, node.target, follows + 1);
+  if (node.kind === 'symlink' && followLast) {
+    const target = followLink(fs, dir, node.target, follows + 1);
+    if (typeof target === 'number' || !mustBeDir) return target;
+    if (target.ino !== undefined && fsNode(fs, target.ino).kind !== 'dir') return Errno.ENOTDIR;
+    return { ...target, mustBeDir };
+  }
   if (mustBeDir && node.kind !== 'dir') return Errno.ENOTDIR;
   return { dir, name, ino: entry.ino, mustBeDir };
 }
@@ -296,7 +301,15 @@ export function makeSymlink(fs: MemoryFs, target: string, at: Location, nowNs: b
   if (at.ino !== undefined) return Errno.EEXIST;
   if (!isLiveDir(fs, at.dir)) return Errno.ENOENT;
   if (at.mustBeDir) return Errno.ENOENT;
-  const ino = addNode(fs, { kind: 'symlink', target, nlink: 1, opens: 0, atimNs: nowNs, mtimNs: nowNs, ctimNs: nowNs });
+  const ino = addNode(fs, {
+    kind: 'symlink',
+    target,
+    nlink: 1,
+    opens: 0,
+    atimNs: nowNs,
+    mtimNs: nowNs,
+    ctimNs: nowNs,
+  });
   addEntry(fs, at.dir, at.name, ino, nowNs);
   return Errno.SUCCESS;
 }
@@ -389,7 +402,8 @@ export function nodeFiletype(node: FsNode): number {
 export function statNode(fs: MemoryFs, ino: number): NodeStat {
   const node = fsNode(fs, ino);
   const times = { atimNs: node.atimNs, mtimNs: node.mtimNs, ctimNs: node.ctimNs };
-  if (node.kind === 'file') return { filetype: Filetype.REGULAR_FILE, nlink: node.nlink, size: node.size, ...times };
+  if (node.kind === 'file')
+    return { filetype: Filetype.REGULAR_FILE, nlink: node.nlink, size: node.size, ...times };
   if (node.kind === 'symlink') {
     const size = new TextEncoder().encode(node.target).length;
     return { filetype: Filetype.SYMBOLIC_LINK, nlink: node.nlink, size, ...times };
@@ -419,7 +433,13 @@ function fileNode(fs: MemoryFs, ino: number): FileNode {
 }
 
 /** The bytes of a file in [offset, offset + length), clipped at its end; a view, not a copy. */
-export function readFile(fs: MemoryFs, ino: number, offset: number, length: number, nowNs: bigint): Uint8Array {
+export function readFile(
+  fs: MemoryFs,
+  ino: number,
+  offset: number,
+  length: number,
+  nowNs: bigint,
+): Uint8Array {
   const node = fileNode(fs, ino);
   node.atimNs = nowNs;
   const start = Math.min(offset, node.size);
@@ -483,7 +503,10 @@ export function putFile(fs: MemoryFs, absolutePath: string, data: Uint8Array, no
       makeDirectory(fs, { dir, name, ino: undefined, mustBeDir: true }, nowNs);
     }
     const entry = findEntry(dirNode(fs, dir), name);
-    assert(entry !== undefined && fsNode(fs, entry.ino).kind === 'dir', `memory-fs: ${name} is not a directory`);
+    assert(
+      entry !== undefined && fsNode(fs, entry.ino).kind === 'dir',
+      `memory-fs: ${name} is not a directory`,
+    );
     dir = entry.ino;
   }
   const name = names[names.length - 1]!;

@@ -17,6 +17,13 @@
  *   seen when the sleep ends.
  * - proc_raise returns ENOSYS (a task has no signals); sockets do not exist, so the sock_* calls
  *   return EBADF or ENOTCAPABLE as uvwasi does for a descriptor that is not a socket.
+ * - Like Node: fd_readdir lists no `.` and `..`; path_readlink NUL-terminates the target and returns
+ *   ENOBUFS when the buffer has no room for the NUL; fd_prestat_get on a descriptor that is not a
+ *   preopen is EINVAL. Unlike Node, fd_fdstat_get reports WASI fdflags (Node leaks the host's
+ *   fcntl flags there) and path_open without SYMLINK_FOLLOW refuses a link with ELOOP (Node's
+ *   host open follows it).
+ * - stdin, stdout and stderr are character devices (a terminal to wasi-libc's isatty), read-only
+ *   and write-only respectively; the sandbox root `/` is the only preopen, descriptor 3.
  */
 
 import assert from 'node:assert';
@@ -154,11 +161,25 @@ const parameterSpecs: Record<string, string> = {
  */
 export const wasiFunctionNames: readonly string[] = Object.keys(parameterSpecs);
 
+const signatures = new Map<string, WasiFunctionSignature>(
+  Object.entries(parameterSpecs).map(([name, letters]) => [
+    name,
+    {
+      params: [...letters].map((letter): WasmType => (letter === 'I' ? 'i64' : 'i32')),
+      results: name === 'proc_exit' ? [] : ['i32'],
+    },
+  ]),
+);
+
 /** The signature of a function, or undefined when the module does not have it (the loader refuses the import). */
-export function wasiFunctionSignature(module: WasiModuleName, name: string): WasiFunctionSignature | undefined {
-  if (!wasiModuleNames.includes(module) || !Object.hasOwn(parameterSpecs, name)) return undefined;
-  const params = [...(parameterSpecs[name] ?? '')].map((letter): WasmType => (letter === 'I' ? 'i64' : 'i32'));
-  return { params, results: name === 'proc_exit' ? [] : ['i32'] };
+export function wasiFunctionSignature(
+  module: WasiModuleName,
+  name: string,
+): WasiFunctionSignature | undefined {
+  const signature = wasiModuleNames.includes(module) ? signatures.get(name) : undefined;
+  return signature === undefined
+    ? undefined
+    : { params: [...signature.params], results: [...signature.results] };
 }
 
 export class WasiExit extends Error {
@@ -238,7 +259,8 @@ class GuestMemory {
   vectors(pointer: number, count: number): Uint8Array[] {
     this.need(pointer, count * 8);
     const vectors: Uint8Array[] = [];
-    for (let i = 0; i < count; i++) vectors.push(this.slice(this.u32(pointer + i * 8), this.u32(pointer + i * 8 + 4)));
+    for (let i = 0; i < count; i++)
+      vectors.push(this.slice(this.u32(pointer + i * 8), this.u32(pointer + i * 8 + 4)));
     return vectors;
   }
 }
@@ -292,7 +314,7 @@ export class Wasi {
 
   /** Perform one call. args are numbers for i32 and bigint for i64, in wasm order. */
   call(module: WasiModuleName, name: string, args: readonly (number | bigint)[]): WasiOutcome {
-    const signature = wasiFunctionSignature(module, name);
+    const signature = wasiModuleNames.includes(module) ? signatures.get(name) : undefined;
     assert(signature !== undefined, `${module} has no function ${name}`);
     assert.equal(args.length, signature.params.length, `${name} takes ${signature.params.length} arguments`);
     // i32 arguments are unsigned everywhere in WASI (pointers, lengths, descriptors, flags).
@@ -492,7 +514,10 @@ export class Wasi {
   private stringsGet(strings: readonly string[], pointersPointer: number, bufferPointer: number): number {
     const encoded = strings.map((s) => encoder.encode(`${s}\0`));
     this.guest.need(pointersPointer, strings.length * 4);
-    this.guest.need(bufferPointer, encoded.reduce((sum, bytes) => sum + bytes.length, 0));
+    this.guest.need(
+      bufferPointer,
+      encoded.reduce((sum, bytes) => sum + bytes.length, 0),
+    );
     let at = bufferPointer;
     encoded.forEach((bytes, i) => {
       this.guest.setU32(pointersPointer + i * 4, at);
@@ -510,7 +535,10 @@ export class Wasi {
 
   private clockTimeGet(id: number, resultPointer: number): number {
     if (id > ClockId.THREAD_CPUTIME_ID) return Errno.EINVAL;
-    this.guest.setU64(resultPointer, id === ClockId.REALTIME ? this.host.realtimeNs() : this.host.monotonicNs());
+    this.guest.setU64(
+      resultPointer,
+      id === ClockId.REALTIME ? this.host.realtimeNs() : this.host.monotonicNs(),
+    );
     return Errno.SUCCESS;
   }
 
@@ -659,14 +687,23 @@ export class Wasi {
     return Errno.SUCCESS;
   }
 
-  private fdPread(fd: number, iovs: number, iovsLength: number, offset: bigint, resultPointer: number): number {
+  private fdPread(
+    fd: number,
+    iovs: number,
+    iovsLength: number,
+    offset: bigint,
+    resultPointer: number,
+  ): number {
     const entry = this.fd(fd, Rights.FD_READ | Rights.FD_SEEK);
     if (typeof entry === 'number') return entry;
     const vectors = this.guest.vectors(iovs, iovsLength);
     this.guest.need(resultPointer, 4);
     const wanted = vectors.reduce((sum, vector) => sum + vector.length, 0);
     const start = offset > BigInt(memoryFsFileBytesMax) ? memoryFsFileBytesMax : Number(offset);
-    this.guest.setU32(resultPointer, Wasi.scatter(readFile(this.fs, entry.ino, start, wanted, this.now()), vectors));
+    this.guest.setU32(
+      resultPointer,
+      Wasi.scatter(readFile(this.fs, entry.ino, start, wanted, this.now()), vectors),
+    );
     return Errno.SUCCESS;
   }
 
@@ -697,7 +734,13 @@ export class Wasi {
     return Errno.SUCCESS;
   }
 
-  private fdPwrite(fd: number, iovs: number, iovsLength: number, offset: bigint, resultPointer: number): number {
+  private fdPwrite(
+    fd: number,
+    iovs: number,
+    iovsLength: number,
+    offset: bigint,
+    resultPointer: number,
+  ): number {
     const entry = this.fd(fd, Rights.FD_WRITE | Rights.FD_SEEK);
     if (typeof entry === 'number') return entry;
     const vectors = this.guest.vectors(iovs, iovsLength);
@@ -709,7 +752,13 @@ export class Wasi {
     return Errno.SUCCESS;
   }
 
-  private fdReaddir(fd: number, buffer: number, bufferLength: number, cookie: bigint, resultPointer: number): number {
+  private fdReaddir(
+    fd: number,
+    buffer: number,
+    bufferLength: number,
+    cookie: bigint,
+    resultPointer: number,
+  ): number {
     const entry = this.fd(fd, Rights.FD_READDIR);
     if (typeof entry === 'number') return entry;
     const output = this.guest.slice(buffer, bufferLength);
@@ -1009,7 +1058,11 @@ export class Wasi {
     // A re-execution of a call that blocked measures its timeouts from the first execution.
     const key = `${this.module}:${subscriptions}:${events}:${count}:${Buffer.from(input).toString('base64')}`;
     const pending = this.state.pendingPolls.find((poll) => poll.key === key);
-    const start = pending ?? { key, monotonicNs: this.host.monotonicNs(), realtimeNs: this.host.realtimeNs() };
+    const start = pending ?? {
+      key,
+      monotonicNs: this.host.monotonicNs(),
+      realtimeNs: this.host.realtimeNs(),
+    };
     const now = pending === undefined ? start.monotonicNs : this.host.monotonicNs();
 
     const ready: { userdata: bigint; error: number; type: number; nbytes: bigint; flags: number }[] = [];
@@ -1029,7 +1082,8 @@ export class Wasi {
         }
         // Deadlines are kept on the monotonic clock; an absolute realtime one is converted once.
         let deadline = start.monotonicNs + timeout;
-        if (absolute) deadline = id === ClockId.REALTIME ? start.monotonicNs + (timeout - start.realtimeNs) : timeout;
+        if (absolute)
+          deadline = id === ClockId.REALTIME ? start.monotonicNs + (timeout - start.realtimeNs) : timeout;
         if (deadline <= now) ready.push({ userdata, error: Errno.SUCCESS, type, nbytes: 0n, flags: 0 });
         else if (earliest === undefined || deadline < earliest) earliest = deadline;
       } else if (type === Eventtype.FD_READ || type === Eventtype.FD_WRITE) {
@@ -1074,7 +1128,8 @@ export class Wasi {
       return { error: Errno.SUCCESS, nbytes: BigInt(bytes.length), flags };
     }
     // Files are always ready; a read reports how much is left before the end.
-    const left = entry.kind === 'file' && type === Eventtype.FD_READ ? this.fdStat(entry).size - entry.offset : 0;
+    const left =
+      entry.kind === 'file' && type === Eventtype.FD_READ ? this.fdStat(entry).size - entry.offset : 0;
     return { error: Errno.SUCCESS, nbytes: BigInt(Math.max(0, left)), flags: 0 };
   }
 }
@@ -1096,7 +1151,9 @@ export function wasiImportObject(
         const outcome = wasi.call(module, name, args);
         if (outcome.kind === 'return') return outcome.value;
         if (outcome.kind === 'exit') throw new WasiExit(outcome.code);
-        throw new Error(`WASI ${name} would block on ${outcome.on}, which a plain instantiation cannot wait for`);
+        throw new Error(
+          `WASI ${name} would block on ${outcome.on}, which a plain instantiation cannot wait for`,
+        );
       };
     }
     imports[module] = functions;

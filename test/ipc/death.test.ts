@@ -1,7 +1,19 @@
 import { strict as assert } from 'node:assert';
 import { Disposition, KernReturn, NotifyId, PortType } from '../../src/abi/syscalls.js';
 import { Ipc, receiveWouldBlock } from '../../src/ipc/index.js';
-import { A, assertKr, audit, B, message, port, portDescriptor, receiveOk, sendOk, setup, transferSend } from './helpers.js';
+import {
+  A,
+  assertKr,
+  audit,
+  B,
+  message,
+  port,
+  portDescriptor,
+  receiveOk,
+  sendOk,
+  setup,
+  transferSend,
+} from './helpers.js';
 
 describe('ipc: port death and cleanup', () => {
   it('destroying a port destroys its queue, recursively through the receive rights it carries', () => {
@@ -13,10 +25,29 @@ describe('ipc: port death and cleanup', () => {
     const bInner = transferSend(ipc, A, inner, B);
     const reply = port(ipc, B);
     // inner's receive right goes into middle's queue, middle's into outer's.
-    sendOk(ipc, A, message(middle, Disposition.MAKE_SEND, { descriptors: [portDescriptor(inner, Disposition.MOVE_RECEIVE)] }));
-    sendOk(ipc, A, message(outer, Disposition.MAKE_SEND, { descriptors: [portDescriptor(middle, Disposition.MOVE_RECEIVE)] }));
+    sendOk(
+      ipc,
+      A,
+      message(middle, Disposition.MAKE_SEND, {
+        descriptors: [portDescriptor(inner, Disposition.MOVE_RECEIVE)],
+      }),
+    );
+    sendOk(
+      ipc,
+      A,
+      message(outer, Disposition.MAKE_SEND, {
+        descriptors: [portDescriptor(middle, Disposition.MOVE_RECEIVE)],
+      }),
+    );
     // A message waiting in inner's queue carries a send-once right to B's reply port.
-    sendOk(ipc, B, message(bInner, Disposition.COPY_SEND, { replyName: reply, replyDisposition: Disposition.MAKE_SEND_ONCE }));
+    sendOk(
+      ipc,
+      B,
+      message(bInner, Disposition.COPY_SEND, {
+        replyName: reply,
+        replyDisposition: Disposition.MAKE_SEND_ONCE,
+      }),
+    );
     assert.equal(ipc.portType(A, inner).type, PortType.SEND);
     audit(ipc);
     ipc.takeEvents();
@@ -42,7 +73,12 @@ describe('ipc: port death and cleanup', () => {
     const bSend = transferSend(ipc, A, self, B);
     sendOk(ipc, A, message(self, Disposition.COPY_SEND, { id: 1 }));
     assertKr(
-      ipc.send(A, message(self, Disposition.MOVE_SEND, { descriptors: [portDescriptor(self, Disposition.MOVE_RECEIVE)] })),
+      ipc.send(
+        A,
+        message(self, Disposition.MOVE_SEND, {
+          descriptors: [portDescriptor(self, Disposition.MOVE_RECEIVE)],
+        }),
+      ),
       KernReturn.SUCCESS,
     );
     assert.equal(ipc.isAlive(id), false);
@@ -56,9 +92,17 @@ describe('ipc: port death and cleanup', () => {
     const p = port(ipc, A, 1);
     const q = port(ipc, A, 1);
     const [pId, qId] = [ipc.portIdOf(A, p)!, ipc.portIdOf(A, q)!];
-    sendOk(ipc, A, message(p, Disposition.COPY_SEND, { descriptors: [portDescriptor(q, Disposition.MOVE_RECEIVE)] }));
+    sendOk(
+      ipc,
+      A,
+      message(p, Disposition.COPY_SEND, { descriptors: [portDescriptor(q, Disposition.MOVE_RECEIVE)] }),
+    );
     assert.equal(ipc.isAlive(qId), true);
-    sendOk(ipc, A, message(q, Disposition.COPY_SEND, { descriptors: [portDescriptor(p, Disposition.MOVE_RECEIVE)] }));
+    sendOk(
+      ipc,
+      A,
+      message(q, Disposition.COPY_SEND, { descriptors: [portDescriptor(p, Disposition.MOVE_RECEIVE)] }),
+    );
     assert.equal(ipc.isAlive(pId), false);
     assert.equal(ipc.isAlive(qId), false);
     assert.equal(ipc.portType(A, p).type, PortType.DEAD_NAME);
@@ -71,8 +115,16 @@ describe('ipc: port death and cleanup', () => {
     const p = port(ipc, A, 1);
     const q = port(ipc, A, 1);
     const r = port(ipc, A, 1);
-    sendOk(ipc, A, message(p, Disposition.COPY_SEND, { descriptors: [portDescriptor(q, Disposition.MOVE_RECEIVE)] }));
-    sendOk(ipc, A, message(q, Disposition.COPY_SEND, { descriptors: [portDescriptor(r, Disposition.MOVE_RECEIVE)] }));
+    sendOk(
+      ipc,
+      A,
+      message(p, Disposition.COPY_SEND, { descriptors: [portDescriptor(q, Disposition.MOVE_RECEIVE)] }),
+    );
+    sendOk(
+      ipc,
+      A,
+      message(q, Disposition.COPY_SEND, { descriptors: [portDescriptor(r, Disposition.MOVE_RECEIVE)] }),
+    );
     assert.equal(Object.keys(ipc.state.ports).length, 3);
     const qName = receiveOk(ipc, A, p).descriptors[0];
     assert.ok(qName?.type === 'port');
@@ -89,7 +141,13 @@ describe('ipc: port death and cleanup', () => {
     const names = Array.from({ length: 20001 }, () => port(ipc, A));
     // Port i holds port i+1's receive right in its queue; built from the tail so each send is cheap.
     for (let i = names.length - 2; i >= 0; i--) {
-      sendOk(ipc, A, message(names[i]!, Disposition.MAKE_SEND, { descriptors: [portDescriptor(names[i + 1]!, Disposition.MOVE_RECEIVE)] }));
+      sendOk(
+        ipc,
+        A,
+        message(names[i]!, Disposition.MAKE_SEND, {
+          descriptors: [portDescriptor(names[i + 1]!, Disposition.MOVE_RECEIVE)],
+        }),
+      );
     }
     assert.equal(Object.keys(ipc.state.ports).length, 20001);
     assert.equal(ipc.names(A).length, 1);
@@ -118,7 +176,11 @@ describe('ipc: port death and cleanup', () => {
     const aPort = port(ipc, A, 1);
     const aId = ipc.portIdOf(A, aPort)!;
     // A sends its port's receive right to B; B does not receive it before dying.
-    sendOk(ipc, A, message(toB, Disposition.COPY_SEND, { descriptors: [portDescriptor(aPort, Disposition.MOVE_RECEIVE)] }));
+    sendOk(
+      ipc,
+      A,
+      message(toB, Disposition.COPY_SEND, { descriptors: [portDescriptor(aPort, Disposition.MOVE_RECEIVE)] }),
+    );
     ipc.destroySpace(B);
     assert.equal(ipc.isAlive(aId), false);
     assert.equal(ipc.portType(A, aPort).type, PortType.DEAD_NAME);

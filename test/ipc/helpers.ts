@@ -3,7 +3,6 @@ import { strict as assert } from 'node:assert';
 import { Disposition, type DispositionCode, KernReturn, kernReturnName } from '../../src/abi/syscalls.js';
 import {
   Ipc,
-  type IpcEvent,
   type OutgoingDescriptor,
   type OutgoingMessage,
   type PortName,
@@ -73,21 +72,6 @@ export function receiveOk(ipc: Ipc, task: TaskId, name: PortName, capacity = 1 <
 }
 
 /**
- * Gives `to` a send right to the port `task` holds the receive right `name` of (made and carried
- * in a message on a fresh port of `to`); returns the name in `to`'s space.
- */
-export function giveSend(ipc: Ipc, task: TaskId, name: PortName, to: TaskId): PortName {
-  const inbox = port(ipc, to, 1);
-  const carrier = transferSend(ipc, to, inbox, task);
-  sendOk(ipc, task, message(carrier, Disposition.MOVE_SEND, { descriptors: [portDescriptor(name, Disposition.MAKE_SEND)] }));
-  const received = receiveOk(ipc, to, inbox);
-  assert.equal(ipc.portDestroy(to, inbox), KernReturn.SUCCESS);
-  const descriptor = received.descriptors[0];
-  assert.ok(descriptor?.type === 'port');
-  return descriptor.name;
-}
-
-/**
  * Hands `to` a send right to the port `task` names `name` (a receive right with send rights) through
  * the kernel, the way the name service would: kernelCopySend then insertSendRight.
  */
@@ -108,8 +92,4 @@ export function u32(body: Uint8Array): number {
 /** Asserts the state is sound. */
 export function audit(ipc: Ipc): void {
   assert.deepEqual(ipc.audit(), []);
-}
-
-export function eventsOf(ipc: Ipc, kind: IpcEvent['kind']): IpcEvent[] {
-  return ipc.takeEvents().filter((e) => e.kind === kind);
 }

@@ -43,7 +43,11 @@ describe('ipc: send and receive', () => {
     const { inbox, dest } = channel(ipc);
     const body = new Uint8Array([1, 2, 3]);
     const ool = new Uint8Array([9, 8, 7, 6, 5]);
-    sendOk(ipc, A, message(dest, Disposition.COPY_SEND, { id: 42, body, descriptors: [{ type: 'ool', bytes: ool }] }));
+    sendOk(
+      ipc,
+      A,
+      message(dest, Disposition.COPY_SEND, { id: 42, body, descriptors: [{ type: 'ool', bytes: ool }] }),
+    );
     body[0] = 99;
     ool[0] = 99;
     assert.equal(ipc.hasMessage(B, inbox), true);
@@ -63,7 +67,10 @@ describe('ipc: send and receive', () => {
     const ipc = setup();
     const { inbox, dest } = channel(ipc);
     for (let id = 1; id <= 4; id++) sendOk(ipc, A, message(dest, Disposition.COPY_SEND, { id }));
-    assert.deepEqual([1, 2, 3, 4].map(() => receiveOk(ipc, B, inbox).id), [1, 2, 3, 4]);
+    assert.deepEqual(
+      [1, 2, 3, 4].map(() => receiveOk(ipc, B, inbox).id),
+      [1, 2, 3, 4],
+    );
   });
 
   it('COPY_SEND keeps the sender references; MOVE_SEND takes one, the last one frees the name', () => {
@@ -110,11 +117,21 @@ describe('ipc: send and receive', () => {
     const ipc = setup();
     const { inbox, dest } = channel(ipc);
     const reply = port(ipc, A);
-    sendOk(ipc, A, message(dest, Disposition.COPY_SEND, { replyName: reply, replyDisposition: Disposition.MAKE_SEND_ONCE }));
+    sendOk(
+      ipc,
+      A,
+      message(dest, Disposition.COPY_SEND, {
+        replyName: reply,
+        replyDisposition: Disposition.MAKE_SEND_ONCE,
+      }),
+    );
     const request = receiveOk(ipc, B, inbox);
     sendOk(ipc, B, message(request.replyName, Disposition.MOVE_SEND_ONCE, { id: 7 }));
     assertKr(ipc.portType(B, request.replyName).kr, KernReturn.INVALID_NAME);
-    assertKr(ipc.send(B, message(request.replyName, Disposition.MOVE_SEND_ONCE)), KernReturn.SEND_INVALID_DEST);
+    assertKr(
+      ipc.send(B, message(request.replyName, Disposition.MOVE_SEND_ONCE)),
+      KernReturn.SEND_INVALID_DEST,
+    );
     const answer = receiveOk(ipc, A, reply);
     assert.equal(answer.id, 7);
     assert.equal(answer.localName, reply);
@@ -129,7 +146,13 @@ describe('ipc: send and receive', () => {
     const movingId = ipc.portIdOf(A, moving)!;
     sendOk(ipc, A, message(moving, Disposition.COPY_SEND, { id: 1 }));
     ipc.takeEvents();
-    sendOk(ipc, A, message(dest, Disposition.COPY_SEND, { descriptors: [portDescriptor(moving, Disposition.MOVE_RECEIVE)] }));
+    sendOk(
+      ipc,
+      A,
+      message(dest, Disposition.COPY_SEND, {
+        descriptors: [portDescriptor(moving, Disposition.MOVE_RECEIVE)],
+      }),
+    );
     const moved = ipc.takeEvents().find((e) => e.kind === 'receive-moved');
     assert.deepEqual(moved, { kind: 'receive-moved', portId: movingId, task: A, name: moving });
     assert.equal(ipc.portType(A, moving).type, PortType.SEND, 'A keeps its send right under the name');
@@ -151,7 +174,13 @@ describe('ipc: send and receive', () => {
     const { inbox, dest } = channel(ipc);
     const moving = port(ipc, A, 1);
     const bSend = transferSend(ipc, A, moving, B);
-    sendOk(ipc, A, message(dest, Disposition.COPY_SEND, { descriptors: [portDescriptor(moving, Disposition.MOVE_RECEIVE)] }));
+    sendOk(
+      ipc,
+      A,
+      message(dest, Disposition.COPY_SEND, {
+        descriptors: [portDescriptor(moving, Disposition.MOVE_RECEIVE)],
+      }),
+    );
     const descriptor = receiveOk(ipc, B, inbox).descriptors[0];
     assert.ok(descriptor?.type === 'port');
     assert.equal(descriptor.name, bSend);
@@ -171,7 +200,11 @@ describe('ipc: send and receive', () => {
       ['dest disposition', message(dest, Disposition.MOVE_RECEIVE), KernReturn.SEND_INVALID_HEADER],
       ['dest disposition value', message(dest, 99), KernReturn.SEND_INVALID_HEADER],
       ['make-send from a send right', message(dest, Disposition.MAKE_SEND), KernReturn.SEND_INVALID_DEST],
-      ['send-once from a send right', message(dest, Disposition.MOVE_SEND_ONCE), KernReturn.SEND_INVALID_DEST],
+      [
+        'send-once from a send right',
+        message(dest, Disposition.MOVE_SEND_ONCE),
+        KernReturn.SEND_INVALID_DEST,
+      ],
       ['port set as destination', message(set, Disposition.COPY_SEND), KernReturn.SEND_INVALID_DEST],
       [
         'reply disposition without name',
@@ -185,7 +218,10 @@ describe('ipc: send and receive', () => {
       ],
       [
         'reply right missing',
-        message(dest, Disposition.MOVE_SEND, { replyName: sendOnlyToC, replyDisposition: Disposition.MAKE_SEND }),
+        message(dest, Disposition.MOVE_SEND, {
+          replyName: sendOnlyToC,
+          replyDisposition: Disposition.MAKE_SEND,
+        }),
         KernReturn.SEND_INVALID_REPLY,
       ],
       [
@@ -198,7 +234,10 @@ describe('ipc: send and receive', () => {
         message(dest, Disposition.MOVE_SEND, {
           replyName: mine,
           replyDisposition: Disposition.MAKE_SEND_ONCE,
-          descriptors: [portDescriptor(mine, Disposition.MOVE_RECEIVE), portDescriptor(sendOnlyToC, Disposition.MOVE_RECEIVE)],
+          descriptors: [
+            portDescriptor(mine, Disposition.MOVE_RECEIVE),
+            portDescriptor(sendOnlyToC, Disposition.MOVE_RECEIVE),
+          ],
         }),
         KernReturn.SEND_INVALID_RIGHT,
       ],
@@ -210,14 +249,20 @@ describe('ipc: send and receive', () => {
       [
         'receive right moved twice',
         message(dest, Disposition.MOVE_SEND, {
-          descriptors: [portDescriptor(mine, Disposition.MOVE_RECEIVE), portDescriptor(mine, Disposition.MOVE_RECEIVE)],
+          descriptors: [
+            portDescriptor(mine, Disposition.MOVE_RECEIVE),
+            portDescriptor(mine, Disposition.MOVE_RECEIVE),
+          ],
         }),
         KernReturn.SEND_INVALID_RIGHT,
       ],
       [
         'make-send after the receive right moved',
         message(dest, Disposition.MOVE_SEND, {
-          descriptors: [portDescriptor(mine, Disposition.MOVE_RECEIVE), portDescriptor(mine, Disposition.MAKE_SEND)],
+          descriptors: [
+            portDescriptor(mine, Disposition.MOVE_RECEIVE),
+            portDescriptor(mine, Disposition.MAKE_SEND),
+          ],
         }),
         KernReturn.SEND_INVALID_RIGHT,
       ],
@@ -229,7 +274,9 @@ describe('ipc: send and receive', () => {
       [
         'too many descriptors',
         message(dest, Disposition.MOVE_SEND, {
-          descriptors: Array.from({ length: messageDescriptorsMax + 1 }, () => portDescriptor(mine, Disposition.MAKE_SEND)),
+          descriptors: Array.from({ length: messageDescriptorsMax + 1 }, () =>
+            portDescriptor(mine, Disposition.MAKE_SEND),
+          ),
         }),
         KernReturn.SEND_TOO_LARGE,
       ],
@@ -256,7 +303,9 @@ describe('ipc: send and receive', () => {
       ipc,
       A,
       message(dest, Disposition.COPY_SEND, {
-        descriptors: Array.from({ length: messageDescriptorsMax }, () => portDescriptor(mine, Disposition.MAKE_SEND)),
+        descriptors: Array.from({ length: messageDescriptorsMax }, () =>
+          portDescriptor(mine, Disposition.MAKE_SEND),
+        ),
       }),
     );
     assert.equal(receiveOk(ipc, B, inbox, messageSizeMax).body.length, messageSizeMax - 24);
@@ -289,7 +338,13 @@ describe('ipc: send and receive', () => {
     assert.equal(receivedMessageSize({ descriptors: [], body: body(10) }), 34);
     assert.equal(receivedMessageSize({ descriptors: [{ type: 'port' }], body: body(4) }), 24 + 4 + 16 + 4);
     // 24 + 4 + 32 = 60 inline; OOL regions at 64 (5 -> 8 bytes) and 72 (16 bytes).
-    const msg = { descriptors: [{ type: 'ool' as const, bytes: body(5) }, { type: 'ool' as const, bytes: body(16) }], body: body(0) };
+    const msg = {
+      descriptors: [
+        { type: 'ool' as const, bytes: body(5) },
+        { type: 'ool' as const, bytes: body(16) },
+      ],
+      body: body(0),
+    };
     assert.deepEqual(messageLayout(msg), { inlineBytes: 60, oolOffsets: [64, 72], totalBytes: 88 });
     assert.equal(receivedMessageSize(msg), 88);
   });
@@ -320,8 +375,13 @@ describe('ipc: send and receive', () => {
     const received = receiveOk(ipc, B, inbox);
     assert.equal(received.replyName, portNameDead);
     assert.equal(received.replyDisposition, Disposition.MOVE_SEND_ONCE);
-    assert.deepEqual(received.descriptors, [{ type: 'port', name: portNameDead, disposition: Disposition.MOVE_SEND }]);
-    assert.deepEqual(ipc.names(B).map((n) => n.name), [inbox]);
+    assert.deepEqual(received.descriptors, [
+      { type: 'port', name: portNameDead, disposition: Disposition.MOVE_SEND },
+    ]);
+    assert.deepEqual(
+      ipc.names(B).map((n) => n.name),
+      [inbox],
+    );
     audit(ipc);
   });
 
@@ -339,7 +399,13 @@ describe('ipc: send and receive', () => {
       kobject: { type: 'memory_object', id: 5 },
     });
     assertKr(ipc.send(A, message(inserted.name, Disposition.COPY_SEND)), KernReturn.SEND_INVALID_DEST);
-    sendOk(ipc, A, message(dest, Disposition.COPY_SEND, { descriptors: [portDescriptor(inserted.name, Disposition.MOVE_SEND)] }));
+    sendOk(
+      ipc,
+      A,
+      message(dest, Disposition.COPY_SEND, {
+        descriptors: [portDescriptor(inserted.name, Disposition.MOVE_SEND)],
+      }),
+    );
     const descriptor = receiveOk(ipc, B, inbox).descriptors[0];
     assert.ok(descriptor?.type === 'port');
     assert.equal(ipc.translateSend(B, descriptor.name).kobject?.id, 5);

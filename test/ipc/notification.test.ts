@@ -1,5 +1,12 @@
 import { strict as assert } from 'node:assert';
-import { Disposition, KernReturn, NotifyId, NotifyVariant, PortRight, PortType } from '../../src/abi/syscalls.js';
+import {
+  Disposition,
+  KernReturn,
+  NotifyId,
+  NotifyVariant,
+  PortRight,
+  PortType,
+} from '../../src/abi/syscalls.js';
 import { receiveWouldBlock } from '../../src/ipc/index.js';
 import { userRefsMax } from '../../src/limits.js';
 import {
@@ -45,7 +52,14 @@ describe('ipc: notifications', () => {
       const reply = port(ipc, A);
       const inbox = port(ipc, B, 1);
       const toB = transferSend(ipc, B, inbox, A);
-      sendOk(ipc, A, message(toB, Disposition.COPY_SEND, { replyName: reply, replyDisposition: Disposition.MAKE_SEND_ONCE }));
+      sendOk(
+        ipc,
+        A,
+        message(toB, Disposition.COPY_SEND, {
+          replyName: reply,
+          replyDisposition: Disposition.MAKE_SEND_ONCE,
+        }),
+      );
       const once = receiveOk(ipc, B, inbox).replyName;
       const notify = port(ipc, B);
       assertKr(ipc.portRequestNotification(B, once, NotifyVariant.DEAD_NAME, notify), KernReturn.SUCCESS);
@@ -67,7 +81,10 @@ describe('ipc: notifications', () => {
       const notification = receiveOk(ipc, B, notify);
       assert.deepEqual([notification.id, u32(notification.body)], [NotifyId.DEAD_NAME, held]);
       assertKr(ipc.portModRefs(B, held, PortRight.DEAD_NAME, userRefsMax - 2), KernReturn.SUCCESS);
-      assertKr(ipc.portRequestNotification(B, held, NotifyVariant.DEAD_NAME, notify), KernReturn.UREFS_OVERFLOW);
+      assertKr(
+        ipc.portRequestNotification(B, held, NotifyVariant.DEAD_NAME, notify),
+        KernReturn.UREFS_OVERFLOW,
+      );
     });
 
     it('sends port-deleted when the rights go away before the port dies', () => {
@@ -123,8 +140,14 @@ describe('ipc: notifications', () => {
       assertKr(ipc.portRequestNotification(B, 999, NotifyVariant.DEAD_NAME, notify), KernReturn.INVALID_NAME);
       assertKr(ipc.portRequestNotification(B, held, NotifyVariant.DEAD_NAME, 999), KernReturn.INVALID_NAME);
       assertKr(ipc.portRequestNotification(B, held, NotifyVariant.DEAD_NAME, held), KernReturn.INVALID_RIGHT);
-      assertKr(ipc.portRequestNotification(B, set, NotifyVariant.DEAD_NAME, notify), KernReturn.INVALID_RIGHT);
-      assertKr(ipc.portRequestNotification(B, held, NotifyVariant.NO_SENDERS, notify), KernReturn.INVALID_RIGHT);
+      assertKr(
+        ipc.portRequestNotification(B, set, NotifyVariant.DEAD_NAME, notify),
+        KernReturn.INVALID_RIGHT,
+      );
+      assertKr(
+        ipc.portRequestNotification(B, held, NotifyVariant.NO_SENDERS, notify),
+        KernReturn.INVALID_RIGHT,
+      );
       audit(ipc);
     });
   });
@@ -174,7 +197,13 @@ describe('ipc: notifications', () => {
       const notify = port(ipc, A);
       ipc.portRequestNotification(A, service, NotifyVariant.NO_SENDERS, notify);
       const box = port(ipc, A);
-      sendOk(ipc, A, message(box, Disposition.MAKE_SEND, { descriptors: [portDescriptor(service, Disposition.MAKE_SEND)] }));
+      sendOk(
+        ipc,
+        A,
+        message(box, Disposition.MAKE_SEND, {
+          descriptors: [portDescriptor(service, Disposition.MAKE_SEND)],
+        }),
+      );
       assert.equal(ipc.hasMessage(A, notify), false);
       ipc.portDestroy(A, box);
       const notification = receiveOk(ipc, A, notify);
@@ -223,7 +252,14 @@ describe('ipc: notifications', () => {
       const reply = port(ipc, A);
       const inbox = port(ipc, B, 1);
       const toB = transferSend(ipc, B, inbox, A);
-      sendOk(ipc, A, message(toB, Disposition.COPY_SEND, { replyName: reply, replyDisposition: Disposition.MAKE_SEND_ONCE }));
+      sendOk(
+        ipc,
+        A,
+        message(toB, Disposition.COPY_SEND, {
+          replyName: reply,
+          replyDisposition: Disposition.MAKE_SEND_ONCE,
+        }),
+      );
       const once = receiveOk(ipc, B, inbox).replyName;
       assertKr(ipc.portDeallocate(B, once), KernReturn.SUCCESS);
       const notification = receiveOk(ipc, A, reply);
@@ -238,8 +274,22 @@ describe('ipc: notifications', () => {
       const reply = port(ipc, A);
       const box = port(ipc, B, 1);
       const toBox = transferSend(ipc, B, box, A);
-      sendOk(ipc, A, message(toBox, Disposition.COPY_SEND, { replyName: reply, replyDisposition: Disposition.MAKE_SEND_ONCE }));
-      sendOk(ipc, A, message(toBox, Disposition.COPY_SEND, { replyName: reply, replyDisposition: Disposition.MAKE_SEND_ONCE }));
+      sendOk(
+        ipc,
+        A,
+        message(toBox, Disposition.COPY_SEND, {
+          replyName: reply,
+          replyDisposition: Disposition.MAKE_SEND_ONCE,
+        }),
+      );
+      sendOk(
+        ipc,
+        A,
+        message(toBox, Disposition.COPY_SEND, {
+          replyName: reply,
+          replyDisposition: Disposition.MAKE_SEND_ONCE,
+        }),
+      );
       receiveOk(ipc, B, box);
       ipc.portDestroy(B, box);
       assert.equal(receiveOk(ipc, A, reply).id, NotifyId.SEND_ONCE);
@@ -256,7 +306,13 @@ describe('ipc: notifications', () => {
       sendOk(ipc, A, message(reply, Disposition.MAKE_SEND));
       const box = port(ipc, A);
       for (let i = 0; i < 3; i++) {
-        sendOk(ipc, A, message(box, Disposition.MAKE_SEND, { descriptors: [portDescriptor(reply, Disposition.MAKE_SEND_ONCE)] }));
+        sendOk(
+          ipc,
+          A,
+          message(box, Disposition.MAKE_SEND, {
+            descriptors: [portDescriptor(reply, Disposition.MAKE_SEND_ONCE)],
+          }),
+        );
       }
       ipc.portDestroy(A, box);
       const ids = [0, 1, 2, 3].map(() => receiveOk(ipc, A, reply).id);

@@ -2,7 +2,19 @@ import { strict as assert } from 'node:assert';
 import { Disposition, KernReturn, PortType } from '../../src/abi/syscalls.js';
 import type { Ipc } from '../../src/ipc/index.js';
 import { receiveWouldBlock } from '../../src/ipc/index.js';
-import { A, assertKr, audit, B, message, port, portDescriptor, receiveOk, sendOk, setup, transferSend } from './helpers.js';
+import {
+  A,
+  assertKr,
+  audit,
+  B,
+  message,
+  port,
+  portDescriptor,
+  receiveOk,
+  sendOk,
+  setup,
+  transferSend,
+} from './helpers.js';
 
 function fill(ipc: Ipc, task: number, name: number, ids: number[]): void {
   for (const id of ids) sendOk(ipc, task, message(name, Disposition.MAKE_SEND, { id }));
@@ -131,7 +143,13 @@ describe('ipc: port sets', () => {
     for (const member of [leaving, dying, staying]) ipc.portMoveMember(A, member, set);
     const inbox = port(ipc, B, 1);
     const toB = transferSend(ipc, B, inbox, A);
-    sendOk(ipc, A, message(toB, Disposition.COPY_SEND, { descriptors: [portDescriptor(leaving, Disposition.MOVE_RECEIVE)] }));
+    sendOk(
+      ipc,
+      A,
+      message(toB, Disposition.COPY_SEND, {
+        descriptors: [portDescriptor(leaving, Disposition.MOVE_RECEIVE)],
+      }),
+    );
     ipc.portDestroy(A, dying);
     const setId = ipc.portIdOf(A, set)!;
     assert.deepEqual(ipc.state.sets[setId]?.members, [ipc.portIdOf(A, staying)]);

@@ -2,7 +2,19 @@ import { strict as assert } from 'node:assert';
 import { Disposition, KernReturn, PortRight } from '../../src/abi/syscalls.js';
 import { sendWouldBlock } from '../../src/ipc/index.js';
 import { portQueueLengthDefault, portQueueLengthMax } from '../../src/limits.js';
-import { A, assertKr, audit, B, message, port, portDescriptor, receiveOk, sendOk, setup, transferSend } from './helpers.js';
+import {
+  A,
+  assertKr,
+  audit,
+  B,
+  message,
+  port,
+  portDescriptor,
+  receiveOk,
+  sendOk,
+  setup,
+  transferSend,
+} from './helpers.js';
 
 describe('ipc: queue limits', () => {
   it('answers sendWouldBlock on a full queue, with no side effect, and queue-space after a receive', () => {
@@ -12,7 +24,8 @@ describe('ipc: queue limits', () => {
     const dest = transferSend(ipc, B, inbox, A);
     const carried = port(ipc, A, 1);
     assertKr(ipc.portModRefs(A, dest, PortRight.SEND, 1), KernReturn.SUCCESS);
-    for (let i = 0; i < portQueueLengthDefault; i++) sendOk(ipc, A, message(dest, Disposition.COPY_SEND, { id: i }));
+    for (let i = 0; i < portQueueLengthDefault; i++)
+      sendOk(ipc, A, message(dest, Disposition.COPY_SEND, { id: i }));
     ipc.takeEvents();
     const before = structuredClone({ ...ipc.state, events: [] });
     const blocked = message(dest, Disposition.MOVE_SEND, {
@@ -30,7 +43,10 @@ describe('ipc: queue limits', () => {
     // Only the transition from full to not full is announced.
     receiveOk(ipc, B, inbox);
     receiveOk(ipc, B, inbox);
-    assert.deepEqual(ipc.takeEvents().filter((e) => e.kind === 'queue-space'), [{ kind: 'queue-space', portId: inboxId }]);
+    assert.deepEqual(
+      ipc.takeEvents().filter((e) => e.kind === 'queue-space'),
+      [{ kind: 'queue-space', portId: inboxId }],
+    );
     audit(ipc);
   });
 
@@ -76,7 +92,13 @@ describe('ipc: queue limits', () => {
     sendOk(ipc, A, message(moving, Disposition.COPY_SEND));
     const inbox = port(ipc, B, 1);
     const toB = transferSend(ipc, B, inbox, A);
-    sendOk(ipc, A, message(toB, Disposition.COPY_SEND, { descriptors: [portDescriptor(moving, Disposition.MOVE_RECEIVE)] }));
+    sendOk(
+      ipc,
+      A,
+      message(toB, Disposition.COPY_SEND, {
+        descriptors: [portDescriptor(moving, Disposition.MOVE_RECEIVE)],
+      }),
+    );
     assert.equal(ipc.send(A, message(moving, Disposition.COPY_SEND)), sendWouldBlock);
     const descriptor = receiveOk(ipc, B, inbox).descriptors[0];
     assert.ok(descriptor?.type === 'port');

@@ -24,7 +24,12 @@ describe('ipc: rights and user references', () => {
     assert.equal(ipc.portType(A, name).type, PortType.RECEIVE | PortType.SEND);
     assert.equal(ipc.portGetRefs(A, name, PortRight.SEND).refs, 2);
     assert.equal(ipc.portGetRefs(A, name, PortRight.RECEIVE).refs, 1);
-    for (const disposition of [Disposition.MAKE_SEND_ONCE, Disposition.COPY_SEND, Disposition.MOVE_RECEIVE, 99]) {
+    for (const disposition of [
+      Disposition.MAKE_SEND_ONCE,
+      Disposition.COPY_SEND,
+      Disposition.MOVE_RECEIVE,
+      99,
+    ]) {
       assertKr(ipc.portInsertRight(A, name, disposition), KernReturn.INVALID_VALUE);
     }
     const sendOnly = transferSend(ipc, A, name, B);
@@ -106,7 +111,13 @@ describe('ipc: rights and user references', () => {
     const name = port(ipc, A, 4);
     const refs = (right: (typeof PortRight)[keyof typeof PortRight]) => ipc.portGetRefs(A, name, right).refs;
     assert.deepEqual(
-      [refs(PortRight.SEND), refs(PortRight.RECEIVE), refs(PortRight.SEND_ONCE), refs(PortRight.PORT_SET), refs(PortRight.DEAD_NAME)],
+      [
+        refs(PortRight.SEND),
+        refs(PortRight.RECEIVE),
+        refs(PortRight.SEND_ONCE),
+        refs(PortRight.PORT_SET),
+        refs(PortRight.DEAD_NAME),
+      ],
       [4, 1, 0, 0, 0],
     );
     assertKr(ipc.portGetRefs(A, name, 9 as never).kr, KernReturn.INVALID_VALUE);
@@ -121,7 +132,13 @@ describe('ipc: rights and user references', () => {
     assertKr(ipc.portDeallocate(B, inbox), KernReturn.SUCCESS);
     const names = new Set<number>();
     for (let i = 0; i < 3; i++) {
-      sendOk(ipc, A, message(toInbox, Disposition.COPY_SEND, { descriptors: [portDescriptor(target, Disposition.MAKE_SEND)] }));
+      sendOk(
+        ipc,
+        A,
+        message(toInbox, Disposition.COPY_SEND, {
+          descriptors: [portDescriptor(target, Disposition.MAKE_SEND)],
+        }),
+      );
       const received = receiveOk(ipc, B, inbox);
       const descriptor = received.descriptors[0];
       assert.ok(descriptor?.type === 'port');
@@ -141,9 +158,17 @@ describe('ipc: rights and user references', () => {
     const toInbox = transferSend(ipc, B, inbox, A);
     const targetInB = transferSend(ipc, A, target, B);
     assertKr(ipc.portModRefs(B, targetInB, PortRight.SEND, userRefsMax - 1), KernReturn.SUCCESS);
-    sendOk(ipc, A, message(toInbox, Disposition.COPY_SEND, { descriptors: [portDescriptor(target, Disposition.COPY_SEND)] }));
+    sendOk(
+      ipc,
+      A,
+      message(toInbox, Disposition.COPY_SEND, {
+        descriptors: [portDescriptor(target, Disposition.COPY_SEND)],
+      }),
+    );
     const received = receiveOk(ipc, B, inbox);
-    assert.deepEqual(received.descriptors, [{ type: 'port', name: targetInB, disposition: Disposition.MOVE_SEND }]);
+    assert.deepEqual(received.descriptors, [
+      { type: 'port', name: targetInB, disposition: Disposition.MOVE_SEND },
+    ]);
     assert.equal(ipc.portGetRefs(B, targetInB, PortRight.SEND).refs, userRefsMax);
     audit(ipc);
   });
@@ -151,7 +176,11 @@ describe('ipc: rights and user references', () => {
   it('a received send right for a port whose receive right the space holds joins that name', () => {
     const ipc = setup();
     const mine = port(ipc, A);
-    sendOk(ipc, A, message(mine, Disposition.MAKE_SEND_ONCE, { replyName: mine, replyDisposition: Disposition.MAKE_SEND }));
+    sendOk(
+      ipc,
+      A,
+      message(mine, Disposition.MAKE_SEND_ONCE, { replyName: mine, replyDisposition: Disposition.MAKE_SEND }),
+    );
     const received = receiveOk(ipc, A, mine);
     assert.equal(received.replyName, mine);
     assert.equal(received.replyDisposition, Disposition.MOVE_SEND);

@@ -118,7 +118,10 @@ describe('ipc: spaces and names', () => {
 
     ipc.destroySpace(A);
     assert.equal(ipc.hasSpace(A), false);
-    const died = ipc.takeEvents().filter((e) => e.kind === 'port-died').map((e) => e.portId);
+    const died = ipc
+      .takeEvents()
+      .filter((e) => e.kind === 'port-died')
+      .map((e) => e.portId);
     assert.deepEqual(died.sort(), [doomedId, setId].sort());
     assert.equal(ipc.portType(B, bSend).type, PortType.DEAD_NAME);
     assert.equal(aSend !== 0, true);

@@ -146,7 +146,10 @@ export async function reexportModule(module: WasiModuleName): Promise<WebAssembl
     if (signature === undefined) return [];
     const params = signature.params.length > 0 ? `(param ${signature.params.join(' ')})` : '';
     const results = signature.results.length > 0 ? `(result ${signature.results.join(' ')})` : '';
-    return [`(import "${module}" "${name}" (func $${name} ${params} ${results}))`, `(export "${name}" (func $${name}))`];
+    return [
+      `(import "${module}" "${name}" (func $${name} ${params} ${results}))`,
+      `(export "${name}" (func $${name}))`,
+    ];
   });
   const parsed = binaryen.parseText(`(module ${functions.join('\n')} (memory (export "memory") 2))`);
   try {
@@ -208,11 +211,28 @@ export class GuestApi {
     if (!read) rights &= ~readRights;
     if (!write) rights &= ~writeRights;
     const [p, l] = this.put(path);
-    const errno = this.call('path_open', dirFd, follow ? 1 : 0, p, l, oflags, rights, stat.rightsInheriting, fdflags, 0);
+    const errno = this.call(
+      'path_open',
+      dirFd,
+      follow ? 1 : 0,
+      p,
+      l,
+      oflags,
+      rights,
+      stat.rightsInheriting,
+      fdflags,
+      0,
+    );
     return { errno, fd: errno === 0 ? this.view.getUint32(0, true) : -1 };
   }
 
-  fdstat(fd: number): { errno: number; filetype: number; flags: number; rightsBase: bigint; rightsInheriting: bigint } {
+  fdstat(fd: number): {
+    errno: number;
+    filetype: number;
+    flags: number;
+    rightsBase: bigint;
+    rightsInheriting: bigint;
+  } {
     const errno = this.call('fd_fdstat_get', fd, 0);
     const view = this.view;
     return {
@@ -227,14 +247,16 @@ export class GuestApi {
   write(fd: number, data: string, at?: bigint): { errno: number; count: number } {
     const [p, l] = this.put(data);
     const [iov] = this.put(new Uint8Array(new Uint32Array([p, l]).buffer));
-    const errno = at === undefined ? this.call('fd_write', fd, iov, 1, 0) : this.call('fd_pwrite', fd, iov, 1, at, 0);
+    const errno =
+      at === undefined ? this.call('fd_write', fd, iov, 1, 0) : this.call('fd_pwrite', fd, iov, 1, at, 0);
     return { errno, count: this.view.getUint32(0, true) };
   }
 
   read(fd: number, length: number, at?: bigint): { errno: number; text: string } {
     const buffer = 4096;
     const [iov] = this.put(new Uint8Array(new Uint32Array([buffer, length]).buffer));
-    const errno = at === undefined ? this.call('fd_read', fd, iov, 1, 0) : this.call('fd_pread', fd, iov, 1, at, 0);
+    const errno =
+      at === undefined ? this.call('fd_read', fd, iov, 1, 0) : this.call('fd_pread', fd, iov, 1, at, 0);
     const count = errno === 0 ? this.view.getUint32(0, true) : 0;
     return { errno, text: Buffer.from(this.memory.buffer, buffer, count).toString() };
   }
@@ -276,13 +298,22 @@ export class GuestApi {
   }
 
   /** path_filestat_get, preview1 layout. */
-  stat(fd: number, path: string, follow = true): { errno: number; filetype: number; nlink: bigint; size: bigint } {
+  stat(
+    fd: number,
+    path: string,
+    follow = true,
+  ): { errno: number; filetype: number; nlink: bigint; size: bigint } {
     const [p, l] = this.put(path);
     const errno = this.call('path_filestat_get', fd, follow ? 1 : 0, p, l, 0);
     const view = this.view;
     return errno !== 0
       ? { errno, filetype: 0, nlink: 0n, size: 0n }
-      : { errno, filetype: view.getUint8(16), nlink: view.getBigUint64(24, true), size: view.getBigUint64(32, true) };
+      : {
+          errno,
+          filetype: view.getUint8(16),
+          nlink: view.getBigUint64(24, true),
+          size: view.getBigUint64(32, true),
+        };
   }
 
   /** Every name fd_readdir lists, read with a small buffer so that entries are cut and re-read. */

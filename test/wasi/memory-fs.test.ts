@@ -100,7 +100,10 @@ function fileSystemWalk(g: GuestApi): [string, unknown][] {
   note('renumber from a closed fd', g.call('fd_renumber', appending.fd, readOnly.fd));
   note('close the renumbered fd', g.call('fd_close', readOnly.fd));
 
-  note('create exclusive an existing file', g.open(root, 'data/f.txt', { oflags: Oflags.CREAT | Oflags.EXCL }).errno);
+  note(
+    'create exclusive an existing file',
+    g.open(root, 'data/f.txt', { oflags: Oflags.CREAT | Oflags.EXCL }).errno,
+  );
   note('open a missing file', g.open(root, 'data/none').errno);
   note('open a file with a trailing slash', g.open(root, 'data/f.txt/').errno);
   note('open a file as a directory', g.open(root, 'data/f.txt', { oflags: Oflags.DIRECTORY }).errno);
@@ -134,7 +137,10 @@ function fileSystemWalk(g: GuestApi): [string, unknown][] {
   note('rename a missing file', g.rename(root, 'data/f.txt', 'data/h.txt'));
   note('rename a file over a directory', g.rename(root, 'data/g.txt', 'data/sub'));
   note('rename a directory into itself', g.rename(root, 'data', 'data/sub/data'));
-  note('mkdir other/x', [g.pathCall('path_create_directory', root, 'other'), g.pathCall('path_create_directory', root, 'other/x')]);
+  note('mkdir other/x', [
+    g.pathCall('path_create_directory', root, 'other'),
+    g.pathCall('path_create_directory', root, 'other/x'),
+  ]);
   note('rename a directory over a non-empty one', g.rename(root, 'data/sub', 'other'));
   note('rename a directory over a file', g.rename(root, 'other', 'data/g.txt'));
   note('rename a file over a file', g.rename(root, 'data/t.txt', 'data/g.txt'));
@@ -196,7 +202,10 @@ describe('memory-fs', () => {
 
     it('observes the same results for the same calls', async () => {
       const nodeWasi = new WASI({ version: 'preview1', preopens: { '/': hostDir } });
-      const nodeInstance = await WebAssembly.instantiate(module, nodeWasi.getImportObject() as WebAssembly.Imports);
+      const nodeInstance = await WebAssembly.instantiate(
+        module,
+        nodeWasi.getImportObject() as WebAssembly.Imports,
+      );
       nodeWasi.initialize(nodeInstance);
       const expected = fileSystemWalk(new GuestApi(nodeInstance));
 
