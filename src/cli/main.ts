@@ -18,7 +18,10 @@ function reportError(error: unknown, json: boolean): number {
   }
   const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
   if (json) process.stderr.write(`${JSON.stringify({ error: { code: 'INTERNAL', message } })}\n`);
-  else process.stderr.write(`norma: internal error: ${message}\n  hint: this is a bug in norma; please report it\n`);
+  else
+    process.stderr.write(
+      `norma: internal error: ${message}\n  hint: this is a bug in norma; please report it\n`,
+    );
   return ExitCode.SOFTWARE;
 }
 
@@ -37,12 +40,17 @@ export function buildProgram(): Command {
     .option('--preempt', 'insert safepoints so pure computation is time-sliced (and freezable)', false)
     .option('--entry <export>', 'the exported function to run instead of _start')
     .option('--env <NAME=VALUE>', 'set an environment variable of the task (repeatable)', collect, [])
-    .option('--also <module>', 'start another task on the same node first, e.g. a server (repeatable)', collect, [])
+    .option(
+      '--also <module>',
+      'start another task on the same node first, e.g. a server (repeatable)',
+      collect,
+      [],
+    )
     .option('--no-cache', 'transform the module again instead of using the module cache')
     .option('--json', 'print the exit report (or error) as JSON on stderr', false)
     .addHelpText(
       'after',
-      '\nThe task\'s exit code becomes norma\'s. A trapped task exits with 134; norma\'s own errors use 64-73.\n' +
+      "\nThe task's exit code becomes norma's. A trapped task exits with 134; norma's own errors use 64-73.\n" +
         'Example:\n  norma run tasks/build/counter-demo.wasm\n  norma run node_modules/wasi/example/cowsay.wasm -- hello',
     )
     .action(async (module: string, args: string[], options) => {

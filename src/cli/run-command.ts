@@ -22,9 +22,13 @@ export async function readModule(path: string): Promise<Uint8Array<ArrayBuffer>>
   try {
     return new Uint8Array(await readFile(path));
   } catch (error) {
-    throw new NormaError('FILE_NOT_FOUND', `cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? error}`, {
-      cause: error,
-    });
+    throw new NormaError(
+      'FILE_NOT_FOUND',
+      `cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? error}`,
+      {
+        cause: error,
+      },
+    );
   }
 }
 
@@ -51,11 +55,17 @@ function streamStdin(kernel: Kernel, task: () => Task): () => void {
 }
 
 function describeExit(name: string, exit: TaskExit): string {
-  return exit.trap === null ? `${name}: exited with code ${exit.code}` : `${name}: trapped (${exit.trap}): ${exit.message}`;
+  return exit.trap === null
+    ? `${name}: exited with code ${exit.code}`
+    : `${name}: trapped (${exit.trap}): ${exit.message}`;
 }
 
 /** Returns the exit code for the process. */
-export async function runCommand(modulePath: string, args: readonly string[], options: RunOptions): Promise<number> {
+export async function runCommand(
+  modulePath: string,
+  args: readonly string[],
+  options: RunOptions,
+): Promise<number> {
   const kernel = new Kernel(options.cache ? {} : { cacheDirectory: false });
   const env = parseEnv(options.env);
   const companions: Task[] = [];

@@ -31,8 +31,9 @@ export interface SpaceState {
   nextIndex: number;
   /** Current generation of each index (index 0 unused). */
   generations: number[];
-  /** Freed indices, oldest first. */
+  /** Freed indices, oldest first, from `freeHead` on (a queue: shift() would be O(n) per name). */
   freeIndices: number[];
+  freeHead: number;
 }
 
 export function newSpace(task: TaskId): SpaceState {
@@ -45,14 +46,16 @@ export function newSpace(task: TaskId): SpaceState {
     nextIndex: 1,
     generations: [0],
     freeIndices: [],
+    freeHead: 0,
   };
 }
 
 /** The entry a name denotes, or undefined for a name that is malformed, free or stale. */
 export function spaceLookup(space: SpaceState, name: PortName): EntryState | undefined {
   if (!Number.isInteger(name) || name <= 0 || name > 0xffff_ffff) return undefined;
-  const key = String(name);
-  return Object.hasOwn(space.entries, key) ? space.entries[key] : undefined;
+  // Integer keys: V8 keeps them as elements, with no string conversion per lookup; and no
+  // inherited property of a plain object has an integer key, so no hasOwn check is needed.
+  return space.entries[name];
 }
 
 /** The name under which the space holds receive/send/set rights to `object`, if any. */
@@ -79,10 +82,14 @@ export function spaceInsert(space: SpaceState, entry: EntryState): PortName | un
     space.generations[index] = 0;
   } else {
     // count < max guarantees a freed index exists once every index has been used.
-    index = space.freeIndices.shift()!;
+    index = space.freeIndices[space.freeHead++]!;
+    if (space.freeHead >= 1024 && space.freeHead * 2 >= space.freeIndices.length) {
+      space.freeIndices = space.freeIndices.slice(space.freeHead);
+      space.freeHead = 0;
+    }
   }
   const name = ((index << generationBits) | (space.generations[index] ?? 0)) >>> 0;
-  space.entries[String(name)] = entry;
+  space.entries[name] = entry;
   space.count++;
   spaceIndex(space, name, entry);
   return name;
@@ -93,7 +100,7 @@ export function spaceRemove(space: SpaceState, name: PortName): EntryState {
   const entry = spaceLookup(space, name);
   if (entry === undefined) throw new Error(`ipc: removing unknown name ${name}`);
   spaceUnindex(space, name, entry);
-  delete space.entries[String(name)];
+  delete space.entries[name];
   space.count--;
   const index = name >>> generationBits;
   space.generations[index] = ((space.generations[index] ?? 0) + 1) & generationMask;

@@ -174,7 +174,7 @@ export class Ipc {
   createSpace(task: TaskId): void {
     if (!Number.isInteger(task)) throw new Error(`ipc: task id ${task} is not an integer`);
     if (this.findSpace(task) !== undefined) throw new Error(`ipc: task ${task} already has a space`);
-    this.state.spaces[String(task)] = newSpace(task);
+    this.state.spaces[task] = newSpace(task);
   }
 
   /** True when `task` has a space. */
@@ -192,7 +192,7 @@ export class Ipc {
   destroySpace(task: TaskId): void {
     const space = this.space(task);
     // Gone first, so that port deaths below do not turn names of this space into dead names.
-    delete this.state.spaces[String(task)];
+    delete this.state.spaces[task];
     for (const name of spaceNames(space)) {
       const entry = space.entries[String(name)];
       if (entry === undefined) continue;
@@ -900,8 +900,8 @@ export class Ipc {
   // -------------------------------------------------------------------------------------------
 
   private findSpace(task: TaskId): SpaceState | undefined {
-    const key = String(task);
-    return Object.hasOwn(this.state.spaces, key) ? this.state.spaces[key] : undefined;
+    // Integer keys (no string conversion); Object.prototype has no integer-keyed properties.
+    return Number.isInteger(task) && task >= 0 ? this.state.spaces[task] : undefined;
   }
 
   private space(task: TaskId): SpaceState {

@@ -19,7 +19,10 @@ const validDestination = new Set<number>([
 ]);
 const validReply = new Set<number>([Disposition.NONE, ...validDestination]);
 
-/** Reads the message at [pointer, pointer + size) of the sender's memory. */
+/**
+ * Reads the message at [pointer, pointer + size) of the sender's memory. The body and out-of-line
+ * regions are views into guest memory, valid until the guest runs again: the IPC core copies them.
+ */
 export function parseOutgoing(memory: GuestMemory, pointer: number, size: number): ParseResult {
   if (size > messageSizeMax) return { kr: KernReturn.SEND_TOO_LARGE };
   if (!memory.inBounds(pointer, size)) return { kr: KernReturn.INVALID_ADDRESS };
@@ -27,12 +30,15 @@ export function parseOutgoing(memory: GuestMemory, pointer: number, size: number
   const bits = memory.u32(pointer + MessageHeader.bitsOffset);
   if (memory.u32(pointer + MessageHeader.sizeOffset) !== size) return { kr: KernReturn.SEND_INVALID_DATA };
   const destDisposition = bits & MessageHeader.remoteDispositionMask;
-  const replyDisposition = (bits & MessageHeader.localDispositionMask) >>> MessageHeader.localDispositionShift;
+  const replyDisposition =
+    (bits & MessageHeader.localDispositionMask) >>> MessageHeader.localDispositionShift;
   const unknownBits = bits & ~(MessageHeader.complexBit | MessageHeader.localDispositionMask | 0xff);
-  if (unknownBits !== 0 || !validDestination.has(destDisposition)) return { kr: KernReturn.SEND_INVALID_HEADER };
+  if (unknownBits !== 0 || !validDestination.has(destDisposition))
+    return { kr: KernReturn.SEND_INVALID_HEADER };
   if (!validReply.has(replyDisposition)) return { kr: KernReturn.SEND_INVALID_HEADER };
   const replyName = memory.u32(pointer + MessageHeader.localPortOffset);
-  if ((replyName === 0) !== (replyDisposition === Disposition.NONE)) return { kr: KernReturn.SEND_INVALID_REPLY };
+  if ((replyName === 0) !== (replyDisposition === Disposition.NONE))
+    return { kr: KernReturn.SEND_INVALID_REPLY };
   if (memory.u32(pointer + MessageHeader.reservedOffset) !== 0) return { kr: KernReturn.SEND_INVALID_HEADER };
 
   let offset = MessageHeader.bytes;
@@ -56,7 +62,7 @@ export function parseOutgoing(memory: GuestMemory, pointer: number, size: number
         outOfLineBytes += b;
         if (size + outOfLineBytes > messageSizeMax) return { kr: KernReturn.SEND_TOO_LARGE };
         if (!memory.inBounds(a, b)) return { kr: KernReturn.SEND_INVALID_MEMORY };
-        descriptors.push({ type: 'ool', bytes: memory.bytes(a, b).slice() });
+        descriptors.push({ type: 'ool', bytes: memory.bytes(a, b) });
       } else {
         return { kr: KernReturn.SEND_INVALID_DATA };
       }
@@ -71,7 +77,7 @@ export function parseOutgoing(memory: GuestMemory, pointer: number, size: number
       replyDisposition: replyDisposition as OutgoingMessage['replyDisposition'],
       id: memory.view().getInt32(pointer + MessageHeader.idOffset, true),
       descriptors,
-      body: memory.bytes(pointer + offset, size - offset).slice(),
+      body: memory.bytes(pointer + offset, size - offset),
     },
   };
 }
@@ -86,7 +92,9 @@ export function writeReceived(memory: GuestMemory, pointer: number, message: Rec
   const layout = messageLayout(message);
   const complex = message.descriptors.length > 0;
   const bodyOffset = layout.inlineBytes - message.body.length;
-  const bits = (message.replyDisposition << MessageHeader.localDispositionShift) | (complex ? MessageHeader.complexBit : 0);
+  const bits =
+    (message.replyDisposition << MessageHeader.localDispositionShift) |
+    (complex ? MessageHeader.complexBit : 0);
   view.setUint32(pointer + MessageHeader.bitsOffset, bits >>> 0, true);
   view.setUint32(pointer + MessageHeader.sizeOffset, layout.inlineBytes, true);
   view.setUint32(pointer + MessageHeader.remotePortOffset, message.replyName, true);

@@ -57,8 +57,15 @@ export function makeSyscallHandlers(kernel: Kernel, _task: () => Task): Record<S
     const mapping = memoryObjects.mapping(task.state.id, mappingId);
     if (mapping === undefined) return KernReturn.NOT_FOUND;
     if (mapping.acquired === 0 && !unmap) return KernReturn.MEMORY_NOT_ACQUIRED;
-    if (mapping.acquired === AccessMode.WRITE && task.instance.memory.inBounds(mapping.address, mapping.size)) {
-      pager.write(mapping.objectId, mapping.offset, task.instance.memory.bytes(mapping.address, mapping.size));
+    if (
+      mapping.acquired === AccessMode.WRITE &&
+      task.instance.memory.inBounds(mapping.address, mapping.size)
+    ) {
+      pager.write(
+        mapping.objectId,
+        mapping.offset,
+        task.instance.memory.bytes(mapping.address, mapping.size),
+      );
     }
     const objectId = mapping.objectId;
     if (unmap) memoryObjects.unmap(mapping);
@@ -97,7 +104,8 @@ export function makeSyscallHandlers(kernel: Kernel, _task: () => Task): Record<S
     port_move_member: (task, _thread, [member, set]) => ipc.portMoveMember(task.state.id, member!, set!),
     port_set_qlimit: (task, _thread, [name, limit]) => ipc.portSetQlimit(task.state.id, name!, limit!),
     port_request_notification: (task, _thread, [name, variant, notify]) => {
-      if (variant !== NotifyVariant.DEAD_NAME && variant !== NotifyVariant.NO_SENDERS) return KernReturn.INVALID_VALUE;
+      if (variant !== NotifyVariant.DEAD_NAME && variant !== NotifyVariant.NO_SENDERS)
+        return KernReturn.INVALID_VALUE;
       return ipc.portRequestNotification(task.state.id, name!, variant as never, notify!);
     },
 
@@ -144,13 +152,16 @@ export function makeSyscallHandlers(kernel: Kernel, _task: () => Task): Record<S
       if (typeof entry === 'number') return entry;
       if (!task.instance.memory.inBounds(tidOut!, 4)) return KernReturn.INVALID_ADDRESS;
       if (!task.image.info.threadEntries.includes(entry)) {
-        return typeof task.instance.exports[entry] === 'function' ? KernReturn.INVALID_ARGUMENT : KernReturn.NOT_FOUND;
+        return typeof task.instance.exports[entry] === 'function'
+          ? KernReturn.INVALID_ARGUMENT
+          : KernReturn.NOT_FOUND;
       }
       const alive = task.state.threads.filter((t) => t.status !== 'exited').length;
       if (alive >= threadsPerTaskMax) return KernReturn.RESOURCE_SHORTAGE;
       let stackPointer: number | null = null;
       if (task.image.info.stackPointerExport !== null) {
-        if (stackSize === 0 || !task.instance.memory.inBounds(stack!, stackSize!)) return KernReturn.INVALID_ADDRESS;
+        if (stackSize === 0 || !task.instance.memory.inBounds(stack!, stackSize!))
+          return KernReturn.INVALID_ADDRESS;
         stackPointer = (stack! + stackSize!) & ~15;
       }
       const created = kernel.createThread(task, entry, arg!, stackPointer);
@@ -180,7 +191,8 @@ export function makeSyscallHandlers(kernel: Kernel, _task: () => Task): Record<S
       const service = readString(task, pointer!, length!, serviceNameBytesMax);
       if (typeof service === 'number') return service;
       const kr = names.register(task.state.id, service, name!);
-      if (kr === KernReturn.SUCCESS) kernel.wakeWhere((wait) => wait.kind === 'lookup' && wait.service === service);
+      if (kr === KernReturn.SUCCESS)
+        kernel.wakeWhere((wait) => wait.kind === 'lookup' && wait.service === service);
       return kr;
     },
     name_lookup: (task, thread, [pointer, length, timeoutMs, nameOut], previous, wake) => {
@@ -188,7 +200,8 @@ export function makeSyscallHandlers(kernel: Kernel, _task: () => Task): Record<S
       if (typeof service === 'number') return service;
       if (!task.instance.memory.inBounds(nameOut!, 4)) return KernReturn.INVALID_ADDRESS;
       const found = names.lookup(task.state.id, service);
-      if (found !== null) return found.kr === KernReturn.SUCCESS ? store(task, nameOut!, found.name!) : found.kr;
+      if (found !== null)
+        return found.kr === KernReturn.SUCCESS ? store(task, nameOut!, found.name!) : found.kr;
       if (wake === 'timeout' || timeoutMs === 0) return KernReturn.OPERATION_TIMED_OUT;
       return kernel.blockOn(thread, {
         kind: 'lookup',
@@ -199,7 +212,9 @@ export function makeSyscallHandlers(kernel: Kernel, _task: () => Task): Record<S
 
     memory_object_create: (task, _thread, [size, nameOut]) => {
       if (!task.instance.memory.inBounds(nameOut!, 4)) return KernReturn.INVALID_ADDRESS;
-      const created = memoryObjects.create(size!, (id) => ipc.allocateKernelPort({ type: 'memory_object', id }));
+      const created = memoryObjects.create(size!, (id) =>
+        ipc.allocateKernelPort({ type: 'memory_object', id }),
+      );
       if (created.object === undefined) return created.kr;
       pager.create(created.object.id, created.object.size);
       const right = ipc.insertSendRight(task.state.id, created.object.portId);

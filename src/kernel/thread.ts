@@ -14,7 +14,12 @@ export type ThreadStatus = 'runnable' | 'blocked' | 'exited';
 export type Wait =
   /** Runnable, waiting for its turn. `result` is set when the syscall completed before the yield. */
   | { readonly kind: 'yield'; readonly result: number | bigint | null }
-  | { readonly kind: 'receive'; readonly name: number; readonly portId: string; readonly deadlineNs: bigint | null }
+  | {
+      readonly kind: 'receive';
+      readonly name: number;
+      readonly portId: string;
+      readonly deadlineNs: bigint | null;
+    }
   | { readonly kind: 'send'; readonly portId: string; readonly deadlineNs: bigint | null }
   | { readonly kind: 'sleep'; readonly deadlineNs: bigint }
   | { readonly kind: 'join'; readonly threadId: number; readonly deadlineNs: bigint | null }
@@ -48,5 +53,15 @@ export function createThread(
   arg: number | null,
   stackPointer: number | null,
 ): ThreadState {
-  return { id, calls, callIndex: 0, arg, status: 'runnable', frames: null, stackPointer, wait: null, wake: null };
+  return {
+    id,
+    calls,
+    callIndex: 0,
+    arg,
+    status: 'runnable',
+    frames: null,
+    stackPointer,
+    wait: null,
+    wake: null,
+  };
 }

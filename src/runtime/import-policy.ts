@@ -4,7 +4,7 @@
  * with another signature, is refused before the module runs: a task that would fail at its first
  * call of a missing import is better refused whole.
  */
-import { assemblyScriptEnvImports, type SyscallName, syscallModule, syscalls } from '../abi/syscalls.js';
+import { type assemblyScriptEnvImports, type SyscallName, syscallModule, syscalls } from '../abi/syscalls.js';
 import { NormaError } from '../errors.js';
 import { type WasiModuleName, wasiFunctionSignature } from '../wasi/wasi.js';
 

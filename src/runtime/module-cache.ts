@@ -88,7 +88,12 @@ async function readCached(
   }
 }
 
-async function writeCached(directory: string, key: string, bytes: Uint8Array, info: TransformInfo): Promise<void> {
+async function writeCached(
+  directory: string,
+  key: string,
+  bytes: Uint8Array,
+  info: TransformInfo,
+): Promise<void> {
   try {
     await mkdir(directory, { recursive: true });
     const suffix = `.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;

@@ -18,7 +18,13 @@ import type { TransformInfo } from './transform.js';
 
 /** Returned by a suspending-import handler to suspend the calling thread. */
 export const block: unique symbol = Symbol('block');
-export type SuspendingHandler = (args: readonly (number | bigint)[], resuming: boolean) => number | bigint | typeof block;
+/** A function handed to WebAssembly as an import. */
+export type HostFunction = (...args: never[]) => unknown;
+
+export type SuspendingHandler = (
+  args: readonly (number | bigint)[],
+  resuming: boolean,
+) => number | bigint | typeof block;
 
 interface AsyncifyExports {
   asyncify_start_unwind(address: number): void;
@@ -65,11 +71,15 @@ export class TaskInstance {
   static async instantiate(
     module: WebAssembly.Module,
     info: TransformInfo,
-    makeImports: (suspending: (handler: SuspendingHandler, resultType: 'i32' | 'i64' | null) => Function) => WebAssembly.Imports,
+    makeImports: (
+      suspending: (handler: SuspendingHandler, resultType: 'i32' | 'i64' | null) => HostFunction,
+    ) => WebAssembly.Imports,
   ): Promise<TaskInstance> {
     let self: TaskInstance | undefined;
-    const suspending = (handler: SuspendingHandler, resultType: 'i32' | 'i64' | null) =>
-      (...args: (number | bigint)[]): number | bigint | undefined => self!.#callSuspending(handler, resultType, args);
+    const suspending =
+      (handler: SuspendingHandler, resultType: 'i32' | 'i64' | null) =>
+      (...args: (number | bigint)[]): number | bigint | undefined =>
+        self!.#callSuspending(handler, resultType, args);
     const instance = await WebAssembly.instantiate(module, makeImports(suspending));
     self = new TaskInstance(instance, info);
     return self;
@@ -110,9 +120,8 @@ export class TaskInstance {
   /** Zeroes the part of the hidden region used by the last unwind or rewind. */
   #clearHidden(): void {
     const base = this.#hiddenOffset.value as number;
-    const whole = this.memory.whole();
-    const used = new DataView(whole.buffer).getUint32(base, true);
-    whole.fill(0, base, base + Math.min(Math.max(used, framesOffset), this.#hiddenBytes));
+    const used = this.memory.view().getUint32(base, true);
+    this.memory.whole().fill(0, base, base + Math.min(Math.max(used, framesOffset), this.#hiddenBytes));
   }
 
   /**
@@ -131,7 +140,7 @@ export class TaskInstance {
       if (this.#unwinding) {
         this.#unwinding = false;
         this.#asyncify.asyncify_stop_unwind();
-        thread.frames = this.#takeFrames();
+        thread.frames = this.#takeFrames(thread.frames);
         thread.stackPointer = this.stackPointer;
         return 'suspended';
       }
@@ -153,11 +162,19 @@ export class TaskInstance {
     this.#asyncify.asyncify_start_rewind(0);
   }
 
-  #takeFrames(): Uint8Array {
+  /** Copies the frames out (into the thread's previous buffer when it has the same size: no garbage). */
+  #takeFrames(previous: Uint8Array | null): Uint8Array {
     const base = this.#hiddenOffset.value as number;
+    const end = this.memory.view().getUint32(base, true);
     const whole = this.memory.whole();
-    const end = new DataView(whole.buffer).getUint32(base, true);
-    const frames = whole.slice(base + framesOffset, base + end);
+    const source = whole.subarray(base + framesOffset, base + end);
+    let frames: Uint8Array;
+    if (previous !== null && previous.length === source.length) {
+      previous.set(source);
+      frames = previous;
+    } else {
+      frames = source.slice();
+    }
     whole.fill(0, base, base + end);
     return frames;
   }

@@ -306,10 +306,14 @@ function insertSafepoints(b: Binaryen, module: BinaryenModule, recursive: Set<st
   module.addGlobal(fuelGlobal, b.i32, true, module.i32.const(0));
   const mask = fuelPerCheck - 1;
   const countdown = (get: () => number, set: (value: number) => number): number =>
-    module.block(null, [
-      set(module.i32.sub(get(), module.i32.const(1))),
-      module.i32.eqz(module.i32.and(get(), module.i32.const(mask))),
-    ], b.i32);
+    module.block(
+      null,
+      [
+        set(module.i32.sub(get(), module.i32.const(1))),
+        module.i32.eqz(module.i32.and(get(), module.i32.const(mask))),
+      ],
+      b.i32,
+    );
   let labels = 0;
   const fresh = (what: string): string => `${exportPrefix}${what}${labels++}`;
 
@@ -356,14 +360,23 @@ function insertSafepoints(b: Binaryen, module: BinaryenModule, recursive: Set<st
           ),
           module.br(pause),
         );
-        const inner = module.loop(innerName, module.block(null, [check, body], type === b.unreachable ? b.none : type));
+        const inner = module.loop(
+          innerName,
+          module.block(null, [check, body], type === b.unreachable ? b.none : type),
+        );
         const leave =
-          type === b.none || type === b.unreachable ? [inner, module.br(done)] : [module.br(done, undefined, inner)];
+          type === b.none || type === b.unreachable
+            ? [inner, module.br(done)]
+            : [module.br(done, undefined, inner)];
         x.Loop.setBody(
           loop,
           module.block(
             done,
-            [module.block(pause, leave, b.none), module.call(safepointName, [], b.none), module.br(outerName)],
+            [
+              module.block(pause, leave, b.none),
+              module.call(safepointName, [], b.none),
+              module.br(outerName),
+            ],
             type === b.unreachable ? b.none : type,
           ),
         );
@@ -458,9 +471,13 @@ export async function transformModule(
   try {
     module = extras(b).readBinary(original, features | b.Features.MultiMemory);
   } catch (error) {
-    throw new NormaError('MODULE_UNSUPPORTED', 'binaryen cannot read the module (it uses a feature norma does not enable)', {
-      cause: error,
-    });
+    throw new NormaError(
+      'MODULE_UNSUPPORTED',
+      'binaryen cannot read the module (it uses a feature norma does not enable)',
+      {
+        cause: error,
+      },
+    );
   }
   try {
     module.setFeatures(features | b.Features.MultiMemory);
@@ -474,7 +491,10 @@ export async function transformModule(
     const guestInitialPages = guestMemory?.initial ?? 0;
     const guestMaximumPages = guestMemory?.max;
     if (guestMaximumPages !== undefined && guestMaximumPages + hiddenPages > 65536) {
-      throw new NormaError('MODULE_UNSUPPORTED', 'the module may use all 4 GiB of memory; norma needs a few pages of it');
+      throw new NormaError(
+        'MODULE_UNSUPPORTED',
+        'the module may use all 4 GiB of memory; norma needs a few pages of it',
+      );
     }
     const memoryExport = ensureMemoryExport(b, module);
     const initExports = deferInitialization(b, module);

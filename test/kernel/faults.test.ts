@@ -15,7 +15,10 @@ describe('fault containment: bad tasks end alone, bad syscalls get error codes',
     it(`a task that traps (${mode}) ends with the reason while another task keeps running`, async () => {
       const kernel = testKernel();
       // A bystander in the middle of its work: a two-thread IPC exchange on the same node.
-      const bystander = await startTask(kernel, { module: taskModule('counter-demo'), args: ['counter-demo', '200'] });
+      const bystander = await startTask(kernel, {
+        module: taskModule('counter-demo'),
+        args: ['counter-demo', '200'],
+      });
       const victim = await runTask(kernel, { module: taskModule('traps'), args: ['traps', mode] });
       assert.equal(victim.exit.code, 134);
       assert.equal(victim.exit.trap, kind);

@@ -6,7 +6,11 @@ describe('preemption through safepoints', function () {
 
   it('a preemptible CPU-bound task does not starve the event loop', async () => {
     const kernel = testKernel();
-    const job = await startTask(kernel, { module: taskModule('cpu-job'), args: ['cpu-job', '1500000'], preempt: true });
+    const job = await startTask(kernel, {
+      module: taskModule('cpu-job'),
+      args: ['cpu-job', '1500000'],
+      preempt: true,
+    });
     let ticks = 0;
     let finished = false;
     const timer = setInterval(() => {
@@ -24,7 +28,12 @@ describe('preemption through safepoints', function () {
     const started = performance.now();
     const finishedAt: number[] = [];
     const spawn = async (name: string) => {
-      const task = await startTask(kernel, { module: taskModule('cpu-job'), name, args: ['cpu-job', '1500000'], preempt: true });
+      const task = await startTask(kernel, {
+        module: taskModule('cpu-job'),
+        name,
+        args: ['cpu-job', '1500000'],
+        preempt: true,
+      });
       const run = await task.done;
       finishedAt.push(performance.now() - started);
       return run;
@@ -33,6 +42,9 @@ describe('preemption through safepoints', function () {
     assert.equal(a.stdout, b.stdout);
     // Run one after the other, the first would end at half the total time; sliced, near the end.
     const [early, late] = finishedAt as [number, number];
-    assert.ok(early > 0.75 * late, `first finished at ${early.toFixed(0)} ms, second at ${late.toFixed(0)} ms`);
+    assert.ok(
+      early > 0.75 * late,
+      `first finished at ${early.toFixed(0)} ms, second at ${late.toFixed(0)} ms`,
+    );
   });
 });

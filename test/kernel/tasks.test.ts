@@ -7,7 +7,10 @@ describe('example tasks on one node', function () {
   this.timeout(60_000);
 
   it('counter-demo: a server thread answers through send-once reply rights', async () => {
-    const run = await runTask(testKernel(), { module: taskModule('counter-demo'), args: ['counter-demo', '25'] });
+    const run = await runTask(testKernel(), {
+      module: taskModule('counter-demo'),
+      args: ['counter-demo', '25'],
+    });
     assert.deepEqual(run.exit, ok);
     assert.equal(run.stdout, 'counter = 25\nserver handled 27 requests\n');
   });

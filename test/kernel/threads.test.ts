@@ -51,7 +51,8 @@ describe('threads and blocking', function () {
           (call $thread_create (i32.const 48) (i32.const 6) (i32.const 0) (i32.const 65000) (i32.const 4096) (i32.const 0))))
         (call $task_exit (local.get $codes))))`);
     const run = await runTask(testKernel(), { module: bytes });
-    const expected = (KernReturn.NOT_FOUND << 16) | (KernReturn.INVALID_ARGUMENT << 8) | KernReturn.INVALID_ADDRESS;
+    const expected =
+      (KernReturn.NOT_FOUND << 16) | (KernReturn.INVALID_ARGUMENT << 8) | KernReturn.INVALID_ADDRESS;
     assert.equal(run.exit.code, expected);
   });
 

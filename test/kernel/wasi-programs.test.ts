@@ -7,8 +7,18 @@ import { fixture, runWithNode } from '../wasi/helpers.js';
  * asyncify, kernel, WASI) and compared byte for byte with Node's own node:wasi running the same
  * binary.
  */
-const programs: { name: string; path: string; args: string[]; env?: Record<string, string>; stdin?: string }[] = [
-  { name: 'cowsay (Rust, wasi_unstable)', path: 'wasi/example/cowsay.wasm', args: ['cowsay', 'hello', 'from', 'norma'] },
+const programs: {
+  name: string;
+  path: string;
+  args: string[];
+  env?: Record<string, string>;
+  stdin?: string;
+}[] = [
+  {
+    name: 'cowsay (Rust, wasi_unstable)',
+    path: 'wasi/example/cowsay.wasm',
+    args: ['cowsay', 'hello', 'from', 'norma'],
+  },
   {
     name: 'pipe_reverse (C, reads stdin)',
     path: '@wasmer/wasi/tests/pipe_reverse.wasm',

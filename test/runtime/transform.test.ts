@@ -92,7 +92,10 @@ describe('module transform', function () {
       (func (export "_start") (call $task_exit (i32.add (i32.const 40) (global.get $runs)))))`);
     const result = await transformModule(bytes, { preempt: false });
     assert.deepEqual(result.info.initExports, ['__norma_start']);
-    assert.ok(result.info.mutableGlobals.some((g) => g.name === 'runs'), 'every mutable global is exported');
+    assert.ok(
+      result.info.mutableGlobals.some((g) => g.name === 'runs'),
+      'every mutable global is exported',
+    );
     const run = await runTask(testKernel(), { module: bytes });
     assert.equal(run.exit.code, 41);
   });

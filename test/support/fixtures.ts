@@ -29,7 +29,9 @@ export async function wat(text: string, extraFeatures = 0): Promise<Uint8Array<A
   const b = await loadBinaryen();
   const module = b.parseText(text);
   try {
-    module.setFeatures(b.Features.MutableGlobals | b.Features.BulkMemory | b.Features.SignExt | extraFeatures);
+    module.setFeatures(
+      b.Features.MutableGlobals | b.Features.BulkMemory | b.Features.SignExt | extraFeatures,
+    );
     b.setDebugInfo(true);
     return new Uint8Array(module.emitBinary());
   } finally {
@@ -76,7 +78,8 @@ export async function startTask(kernel: Kernel, options: SpawnOptions): Promise<
 /** Imports of the norma syscalls used by the WAT fixtures, by name. */
 export const normaImports = {
   port_allocate: '(import "norma" "port_allocate" (func $port_allocate (param i32 i32) (result i32)))',
-  port_insert_right: '(import "norma" "port_insert_right" (func $port_insert_right (param i32 i32) (result i32)))',
+  port_insert_right:
+    '(import "norma" "port_insert_right" (func $port_insert_right (param i32 i32) (result i32)))',
   msg_send: '(import "norma" "msg_send" (func $msg_send (param i32 i32 i32) (result i32)))',
   msg_receive: '(import "norma" "msg_receive" (func $msg_receive (param i32 i32 i32 i32) (result i32)))',
   thread_create:
