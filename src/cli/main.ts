@@ -3,7 +3,7 @@
  * The `norma` command line. Every command has --help; errors print their stable code, what went
  * wrong and what to do, and --json prints them as one JSON object for scripts.
  */
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { isNormaError } from '../errors.js';
 import { ExitCode, exitCodeOf } from './exit-codes.js';
 import { runCommand } from './run-command.js';
@@ -68,7 +68,6 @@ export function buildProgram(): Command {
       }
     });
 
-  program.addOption(new Option('--json', 'machine-readable output where supported').hideHelp());
   return program;
 }
 

@@ -523,3 +523,11 @@ export function putFile(fs: MemoryFs, absolutePath: string, data: Uint8Array, no
   });
   addEntry(fs, dir, name, ino, nowNs);
 }
+
+/** The contents of the regular file at an absolute path (following symlinks), or undefined. */
+export function getFile(fs: MemoryFs, absolutePath: string): Uint8Array | undefined {
+  const location = resolvePath(fs, rootIno, absolutePath.replace(/^\/+/, ''), true);
+  if (typeof location === 'number' || location.ino === undefined) return undefined;
+  const node = fsNode(fs, location.ino);
+  return node.kind === 'file' ? node.data.slice(0, node.size) : undefined;
+}

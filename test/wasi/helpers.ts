@@ -64,12 +64,16 @@ export interface RunOptions {
   env?: Record<string, string>;
   stdin?: string;
   files?: Record<string, Uint8Array>;
+  /** Files the program writes that runWithNode should return (paths inside the sandbox). */
+  collect?: string[];
 }
 
 export interface RunResult {
   stdout: Buffer;
   stderr: Buffer;
   end: RunnerResult;
+  /** The collected files (runWithNode only). */
+  files?: Record<string, Buffer>;
 }
 
 function stubForeignImports(module: WebAssembly.Module, imports: WebAssembly.Imports): void {
@@ -132,7 +136,10 @@ export function runWithNode(wasmPath: string, options: RunOptions): RunResult {
     });
     if (child.status !== 0) throw new Error(`node-wasi-runner failed: ${child.stderr.toString()}`);
     const end = JSON.parse(readFileSync(config.resultFile, 'utf8')) as RunnerResult;
-    return { stdout: child.stdout, stderr: child.stderr, end };
+    const files = Object.fromEntries(
+      (options.collect ?? []).map((file) => [file, readFileSync(path.join(root, file))]),
+    );
+    return { stdout: child.stdout, stderr: child.stderr, end, files };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
