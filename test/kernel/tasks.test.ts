@@ -60,6 +60,14 @@ describe('example tasks on one node', function () {
     assert.ok(written !== undefined && written === verified, `${ra.stdout}\n${rb.stdout}`);
   });
 
+  it('ipc-features: out-of-line memory, MACH_RCV_TOO_LARGE, notifications, a port dying under a receiver', async () => {
+    const run = await runTask(testKernel(), { module: taskModule('ipc-features') });
+    assert.doesNotMatch(run.stdout, /FAIL/);
+    assert.match(run.stdout, /ok {3}out-of-line bytes intact: true/);
+    assert.match(run.stdout, /ok {3}blocked receiver sees its port die: MACH_RCV_PORT_DIED/);
+    assert.deepEqual(run.exit, ok, run.stdout);
+  });
+
   it('cpu-job: pure computation gives the same answer with and without safepoints', async () => {
     const args = ['cpu-job', '300000'];
     const plain = await runTask(testKernel(), { module: taskModule('cpu-job'), args });
