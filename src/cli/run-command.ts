@@ -8,6 +8,7 @@ import { basename } from 'node:path';
 import { NormaError } from '../errors.js';
 import { Kernel, type Task } from '../kernel/kernel.js';
 import type { TaskExit } from '../kernel/task.js';
+import type { TransformProgress } from '../runtime/module-cache.js';
 
 export interface RunOptions {
   readonly preempt: boolean;
@@ -61,12 +62,24 @@ function describeExit(name: string, exit: TaskExit): string {
 }
 
 /** Returns the exit code for the process. */
+/** Progress of a module transform on stderr, when stderr is a terminal (scripts get clean output). */
+function transformProgress(event: TransformProgress): void {
+  if (!process.stderr.isTTY) return;
+  const megabytes = (event.bytes / 1024 / 1024).toFixed(1);
+  if (event.phase === 'start')
+    process.stderr.write(`norma: preparing a ${megabytes} MB module (first run only)...`);
+  else process.stderr.write(` done in ${(event.milliseconds / 1000).toFixed(1)} s\n`);
+}
+
 export async function runCommand(
   modulePath: string,
   args: readonly string[],
   options: RunOptions,
 ): Promise<number> {
-  const kernel = new Kernel(options.cache ? {} : { cacheDirectory: false });
+  const kernel = new Kernel({
+    onTransform: transformProgress,
+    ...(options.cache ? {} : { cacheDirectory: false }),
+  });
   const env = parseEnv(options.env);
   const companions: Task[] = [];
   for (const path of options.also) {

@@ -16,7 +16,7 @@ import { NormaError } from '../errors.js';
 import { Ipc, type IpcEvent } from '../ipc/index.js';
 import { eventLoopTurnMsMax, timeSliceMsDefault } from '../limits.js';
 import { checkImport, wasiModules } from '../runtime/import-policy.js';
-import { loadTaskImage, type TaskImage } from '../runtime/module-cache.js';
+import { loadTaskImage, type TaskImage, type TransformProgress } from '../runtime/module-cache.js';
 import { block, type HostFunction, type SuspendingHandler, TaskInstance } from '../runtime/task-instance.js';
 import { MemoryObjects } from '../vm/memory-object.js';
 import { DefaultPager } from '../vm/pager.js';
@@ -36,6 +36,8 @@ export interface KernelOptions {
   /** Module cache directory; false disables the disk cache. */
   readonly cacheDirectory?: string | false;
   readonly timeSliceMs?: number;
+  /** Told when a module is transformed (seconds for large modules), for progress output. */
+  readonly onTransform?: (event: TransformProgress) => void;
 }
 
 export interface SpawnOptions {
@@ -94,6 +96,7 @@ export class Kernel {
   readonly #clock: HostClock;
   readonly #cacheDirectory: string | false | undefined;
   readonly #timeSliceMs: number;
+  readonly #onTransform: ((event: TransformProgress) => void) | undefined;
   readonly #tasks = new Map<number, TaskRecord>();
   #nextTaskId = 1;
   #runQueue: [TaskRecord, ThreadState][] = [];
@@ -113,6 +116,7 @@ export class Kernel {
     this.#clock = options.clock ?? systemClock;
     this.#cacheDirectory = options.cacheDirectory;
     this.#timeSliceMs = options.timeSliceMs ?? timeSliceMsDefault;
+    this.#onTransform = options.onTransform;
     this.ipc = new Ipc(this.nodeId);
     this.names = new NameService(this.ipc);
   }
@@ -130,6 +134,7 @@ export class Kernel {
     const image = await loadTaskImage(options.module, {
       preempt: options.preempt ?? false,
       ...(this.#cacheDirectory === undefined ? {} : { cacheDirectory: this.#cacheDirectory }),
+      ...(this.#onTransform === undefined ? {} : { onTransform: this.#onTransform }),
     });
     const entry = options.entry ?? '_start';
     const entryFunction = WebAssembly.Module.exports(image.module).find(

@@ -37,7 +37,13 @@ const compiled = new Map<string, Promise<TaskImage>>();
 export interface LoadOptions extends TransformOptions {
   /** Directory of the disk cache; `false` disables it (benchmarks of the transform itself). */
   readonly cacheDirectory?: string | false;
+  /** Told when a transform starts and ends (it takes seconds for large modules): for progress output. */
+  readonly onTransform?: (event: TransformProgress) => void;
 }
+
+export type TransformProgress =
+  | { readonly phase: 'start'; readonly bytes: number }
+  | { readonly phase: 'done'; readonly bytes: number; readonly milliseconds: number };
 
 export function loadTaskImage(bytes: Uint8Array<ArrayBuffer>, options: LoadOptions): Promise<TaskImage> {
   const hash = moduleHash(bytes);
@@ -58,13 +64,19 @@ async function buildImage(
   hash: string,
   key: string,
   directory: string | false,
-  options: TransformOptions,
+  options: LoadOptions,
 ): Promise<TaskImage> {
   if (directory !== false) {
     const cached = await readCached(directory, key);
     if (cached) return { key, moduleHash: hash, ...cached, fromCache: true };
   }
-  const result = await transformModule(bytes, options);
+  const started = performance.now();
+  options.onTransform?.({ phase: 'start', bytes: bytes.length });
+  const result = await transformModule(bytes, {
+    preempt: options.preempt,
+    ...(options.hiddenPages ? { hiddenPages: options.hiddenPages } : {}),
+  });
+  options.onTransform?.({ phase: 'done', bytes: bytes.length, milliseconds: performance.now() - started });
   const module = await WebAssembly.compile(result.bytes);
   if (directory !== false) await writeCached(directory, key, result.bytes, result.info);
   return { key, moduleHash: hash, module, info: result.info, fromCache: false };
