@@ -41,3 +41,6 @@ export const timeSliceMsDefault = 10;
 export const eventLoopTurnMsMax = 20;
 /** Loop iterations between two time checks in preemptible code (the local fuel of a function). */
 export const fuelPerCheck = 4096;
+
+/** Largest file of a task's in-memory file system (WASI returns EFBIG beyond it). */
+export const memoryFsFileBytesMax = 1024 * 1024 * 1024;

@@ -156,7 +156,7 @@ export const NotifyId = {
   NO_SENDERS: 70,
   /** A send-once right was destroyed unused; no body. */
   SEND_ONCE: 71,
-  /** The port's receive right died while a notification was outstanding on it; body: u32 name. */
+  /** A name's rights went away (deallocated, destroyed, its task ended) while it had a dead-name request; body: u32 the name. */
   PORT_DELETED: 65,
 } as const;
 

@@ -495,9 +495,19 @@ export class Kernel {
       this.#currentTask = null;
       this.#currentThread = null;
       this.#drainIpcEvents();
-      if (error instanceof TaskExitRequest)
+      if (error instanceof TaskExitRequest) {
         this.#endTask(task, { code: error.code, trap: null, message: null });
-      else this.#endTask(task, trapOf(error));
+      } else if (task.instance.unwinding) {
+        // Asyncify traps when the frames outgrow the hidden region: the stack is too deep to suspend.
+        const kib = task.image.info.hiddenPages * 64;
+        this.#endTask(task, {
+          code: trapExitCode,
+          trap: 'stack-overflow',
+          message: `the thread's call stack is too deep to suspend (its frames exceed the ${kib} KiB frame region)`,
+        });
+      } else {
+        this.#endTask(task, trapOf(error));
+      }
       return false;
     }
     this.#currentTask = null;

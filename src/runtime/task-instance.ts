@@ -85,6 +85,11 @@ export class TaskInstance {
     return self;
   }
 
+  /** True while a thread is unwinding (a trap now means its frames overflowed the hidden region). */
+  get unwinding(): boolean {
+    return this.#unwinding;
+  }
+
   /** The current shadow-stack pointer, or null when the module has none. */
   get stackPointer(): number | null {
     return this.#stackPointer === null ? null : (this.#stackPointer.value as number);

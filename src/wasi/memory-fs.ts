@@ -16,6 +16,7 @@
  */
 
 import assert from 'node:assert';
+import { memoryFsFileBytesMax } from '../limits.js';
 import { Errno, Filetype } from './errno.js';
 
 /** The root directory `/`, the node every resolution starts from. */
@@ -25,7 +26,6 @@ export const rootIno = 1;
  * Largest regular file, so that one guest cannot exhaust the host. Belongs in src/limits.ts, which
  * this module may not edit yet.
  */
-export const memoryFsFileBytesMax = 1024 * 1024 * 1024;
 
 /** Symbolic links one resolution may follow before it fails with ELOOP (uvwasi's limit). */
 export const symlinkFollowsMax = 32;

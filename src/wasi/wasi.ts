@@ -27,7 +27,7 @@
  */
 
 import assert from 'node:assert';
-import { threadsPerTaskMax } from '../limits.js';
+import { memoryFsFileBytesMax, threadsPerTaskMax } from '../limits.js';
 import {
   adviceMax,
   ClockId,
@@ -53,7 +53,6 @@ import {
   listDirectory,
   makeDirectory,
   makeSymlink,
-  memoryFsFileBytesMax,
   type NodeStat,
   nodeFiletype,
   readFile,

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { runTask, startTask, taskModule, testKernel } from '../support/fixtures.js';
+import { normaImports, runTask, startTask, taskModule, testKernel, wat } from '../support/fixtures.js';
 
 describe('fault containment: bad tasks end alone, bad syscalls get error codes', function () {
   this.timeout(60_000);
@@ -44,6 +44,22 @@ describe('fault containment: bad tasks end alone, bad syscalls get error codes',
       assert.equal(run.stdout, `traps: ${mode}\n${expected}\n`);
     });
   }
+
+  it('a thread too deep to suspend (frames beyond the hidden region) ends as a stack overflow, clearly', async () => {
+    // Each frame keeps four i64 locals live across the call, so 6000 frames need far more than the
+    // 128 KiB frame region while staying well inside V8's own stack.
+    const bytes = await wat(`(module ${normaImports.thread_yield} (memory (export "memory") 1)
+      (func $deep (param $n i32) (result i64) (local $a i64) (local $b i64) (local $c i64) (local $d i64)
+        (local.set $a (i64.extend_i32_u (local.get $n))) (local.set $b (i64.mul (local.get $a) (i64.const 3)))
+        (local.set $c (i64.add (local.get $b) (i64.const 7))) (local.set $d (i64.xor (local.get $c) (local.get $a)))
+        (if (local.get $n) (then (drop (call $deep (i32.sub (local.get $n) (i32.const 1))))) (else (call $thread_yield)))
+        (i64.add (i64.add (local.get $a) (local.get $b)) (i64.add (local.get $c) (local.get $d))))
+      (func (export "_start") (drop (call $deep (i32.const 6000)))))`);
+    const run = await runTask(testKernel(), { module: bytes });
+    assert.equal(run.exit.code, 134);
+    assert.equal(run.exit.trap, 'stack-overflow');
+    assert.match(run.exit.message ?? '', /too deep to suspend/);
+  });
 
   it('a killed task ends with 137 and releases its ports and names', async () => {
     const kernel = testKernel();
