@@ -35,6 +35,17 @@ describe('example tasks on one node', function () {
     assert.deepEqual(kernel.names.list(), [], 'the registration died with the server port');
   });
 
+  it('dead-name-watcher: a task holding a send right learns by notification that the port died', async () => {
+    const kernel = testKernel();
+    const server = await startTask(kernel, { module: taskModule('counter-server') });
+    const watcher = await runTask(kernel, { module: taskModule('dead-name-watcher') });
+    assert.deepEqual((await server.done).exit, ok);
+    assert.doesNotMatch(watcher.stdout, /FAIL/);
+    assert.match(watcher.stdout, /ok {3}notification id: 72/);
+    assert.match(watcher.stdout, /ok {3}the name is now a dead name: DEAD_NAME/);
+    assert.deepEqual(watcher.exit, ok, watcher.stdout);
+  });
+
   it('rights-pair: send, receive and moved receive rights travel between tasks', async () => {
     const kernel = testKernel();
     const a = await startTask(kernel, { module: taskModule('rights-pair-a') });
