@@ -24,6 +24,25 @@ export const errorCodes = {
   TASK_TRAPPED: 'The program has a bug or ran out of a resource; the reason says which.',
   /** No task with this id on the node. */
   TASK_NOT_FOUND: 'List the tasks with `norma ps`.',
+  /** A snapshot's manifest or a page fails its checksum, is truncated or malformed. */
+  SNAPSHOT_CORRUPT:
+    'The snapshot is damaged: `norma snapshot verify` tells which part; resume an earlier snapshot (`norma snapshot ls`).',
+  /** The snapshot was written by a newer (or unknown) format version. */
+  SNAPSHOT_VERSION_UNSUPPORTED: 'Resume it with the norma version that wrote it, or a newer one.',
+  /** No snapshot with this id (or id prefix) in the store. */
+  SNAPSHOT_NOT_FOUND: 'List the snapshots with `norma snapshot ls` (and check --store).',
+  /** The id prefix matches several snapshots. */
+  SNAPSHOT_AMBIGUOUS: 'Type more characters of the snapshot id.',
+  /** A page or module blob the snapshot needs is not in the store. */
+  SNAPSHOT_PAGE_MISSING: 'The store lost data the snapshot needs; resume an earlier snapshot or import it again.',
+  /** The snapshot does not belong to the module it is resumed with. */
+  SNAPSHOT_MODULE_MISMATCH: 'Resume the snapshot with the module it was taken from (or without --module).',
+  /** The disk filled up while writing; nothing was committed and earlier snapshots are intact. */
+  STORE_FULL: 'Free disk space (`norma snapshot gc`, `norma snapshot rm`) or use --store on another disk.',
+  /** The store directory cannot be opened (permissions, or another process holds it). */
+  STORE_UNAVAILABLE: 'Check the --store directory, its permissions, and that no other norma node uses it.',
+  /** The task cannot be frozen (a state norma cannot capture, named in the message). */
+  TASK_NOT_FREEZABLE: 'Rebuild the module without the feature named in the message.',
   /** The module cache directory cannot be written. */
   CACHE_UNWRITABLE: 'Set NORMA_CACHE_DIR to a writable directory.',
 } as const;
