@@ -34,13 +34,16 @@ export const errorCodes = {
   /** The id prefix matches several snapshots. */
   SNAPSHOT_AMBIGUOUS: 'Type more characters of the snapshot id.',
   /** A page or module blob the snapshot needs is not in the store. */
-  SNAPSHOT_PAGE_MISSING: 'The store lost data the snapshot needs; resume an earlier snapshot or import it again.',
+  SNAPSHOT_PAGE_MISSING:
+    'The store lost data the snapshot needs; resume an earlier snapshot or import it again.',
   /** The snapshot does not belong to the module it is resumed with. */
   SNAPSHOT_MODULE_MISMATCH: 'Resume the snapshot with the module it was taken from (or without --module).',
   /** The disk filled up while writing; nothing was committed and earlier snapshots are intact. */
   STORE_FULL: 'Free disk space (`norma snapshot gc`, `norma snapshot rm`) or use --store on another disk.',
   /** The store directory cannot be opened (permissions, or another process holds it). */
   STORE_UNAVAILABLE: 'Check the --store directory, its permissions, and that no other norma node uses it.',
+  /** The snapshot's tasks or ports are already running on this node (a checkpoint of a live task). */
+  SNAPSHOT_CONFLICT: 'Kill the running task first (`norma kill`), or resume the snapshot on another node.',
   /** The task cannot be frozen (a state norma cannot capture, named in the message). */
   TASK_NOT_FREEZABLE: 'Rebuild the module without the feature named in the message.',
   /** The module cache directory cannot be written. */

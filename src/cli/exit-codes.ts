@@ -26,6 +26,18 @@ export function exitCodeOf(code: ErrorCode): number {
       return ExitCode.NO_INPUT;
     case 'CACHE_UNWRITABLE':
       return ExitCode.CANT_CREATE;
+    case 'SNAPSHOT_NOT_FOUND':
+    case 'SNAPSHOT_AMBIGUOUS':
+      return ExitCode.NO_INPUT;
+    case 'STORE_FULL':
+    case 'STORE_UNAVAILABLE':
+      return ExitCode.CANT_CREATE;
+    case 'SNAPSHOT_CORRUPT':
+    case 'SNAPSHOT_VERSION_UNSUPPORTED':
+    case 'SNAPSHOT_PAGE_MISSING':
+    case 'SNAPSHOT_MODULE_MISMATCH':
+    case 'SNAPSHOT_CONFLICT':
+    case 'TASK_NOT_FREEZABLE':
     case 'MODULE_INVALID':
     case 'MODULE_UNSUPPORTED':
     case 'MODULE_IMPORT_MISSING':

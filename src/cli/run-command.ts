@@ -2,20 +2,21 @@
  * `norma run <module.wasm> [-- args...]`: runs a task to completion on an embedded local node. The
  * task's stdout and stderr are ours, its stdin streams from ours when it reads, and its exit code
  * becomes ours. `--also` starts more tasks on the same node (servers the main task talks to).
+ * `--stop-after`, SIGINT and SIGTERM freeze them all instead (see task-session.ts).
  */
+import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { basename } from 'node:path';
 import { NormaError } from '../errors.js';
-import { Kernel, type Task } from '../kernel/kernel.js';
-import type { TaskExit } from '../kernel/task.js';
+import { Kernel, type SpawnOptions, type Task } from '../kernel/kernel.js';
 import type { TransformProgress } from '../runtime/module-cache.js';
+import { type SessionOptions, superviseSession } from './task-session.js';
 
-export interface RunOptions {
+export interface RunOptions extends SessionOptions {
   readonly preempt: boolean;
   readonly entry?: string;
   readonly env: readonly string[];
   readonly also: readonly string[];
-  readonly json: boolean;
   readonly cache: boolean;
 }
 
@@ -43,85 +44,83 @@ function parseEnv(pairs: readonly string[]): Record<string, string> {
   return env;
 }
 
-const write = (stream: NodeJS.WriteStream) => (bytes: Uint8Array) => {
-  stream.write(bytes);
-};
-
-/** Streams our stdin into the task, starting only when it first reads (so a TTY is not held open). */
-function streamStdin(kernel: Kernel, task: () => Task): () => void {
-  return () => {
-    process.stdin.on('data', (chunk: Buffer) => kernel.writeStdin(task(), new Uint8Array(chunk), false));
-    process.stdin.on('end', () => kernel.writeStdin(task(), new Uint8Array(0), true));
+/** The process wiring of a task: our stdout and stderr, and our stdin streamed in when it reads. */
+export function processIo(
+  kernel: Kernel,
+  task: () => Task,
+): Pick<SpawnOptions, 'stdout' | 'stderr' | 'onStdinWanted'> {
+  return {
+    stdout: (bytes) => {
+      process.stdout.write(bytes);
+    },
+    stderr: (bytes) => {
+      process.stderr.write(bytes);
+    },
+    onStdinWanted: () => {
+      process.stdin.on('data', (chunk: Buffer) => kernel.writeStdin(task(), new Uint8Array(chunk), false));
+      process.stdin.on('end', () => kernel.writeStdin(task(), new Uint8Array(0), true));
+    },
   };
 }
 
-function describeExit(name: string, exit: TaskExit): string {
-  return exit.trap === null
-    ? `${name}: exited with code ${exit.code}`
-    : `${name}: trapped (${exit.trap}): ${exit.message}`;
-}
-
-/** Returns the exit code for the process. */
 /** Progress of a module transform on stderr, when stderr is a terminal (scripts get clean output). */
-function transformProgress(event: TransformProgress): void {
+export function transformProgress(event: TransformProgress): void {
   if (!process.stderr.isTTY) return;
-  const megabytes = (event.bytes / 1024 / 1024).toFixed(1);
-  if (event.phase === 'start')
-    process.stderr.write(`norma: preparing a ${megabytes} MB module (first run only)...`);
+  const size =
+    event.bytes < 1024 * 1024
+      ? `${Math.ceil(event.bytes / 1024)} KB`
+      : `${(event.bytes / 1024 / 1024).toFixed(1)} MB`;
+  if (event.phase === 'start') process.stderr.write(`norma: preparing a ${size} module (first run only)...`);
   else process.stderr.write(` done in ${(event.milliseconds / 1000).toFixed(1)} s\n`);
 }
 
+/** Each embedded node has its own id, so ports created in different processes never share one. */
+export function embeddedNodeId(): string {
+  return `local-${randomBytes(4).toString('hex')}`;
+}
+
+/** Returns the exit code for the process. */
 export async function runCommand(
   modulePath: string,
   args: readonly string[],
   options: RunOptions,
 ): Promise<number> {
   const kernel = new Kernel({
+    nodeId: embeddedNodeId(),
     onTransform: transformProgress,
     ...(options.cache ? {} : { cacheDirectory: false }),
   });
   const env = parseEnv(options.env);
-  const companions: Task[] = [];
-  for (const path of options.also) {
-    const task = await kernel.spawn({
-      module: await readModule(path),
-      name: basename(path, '.wasm'),
-      args: [basename(path)],
-      env,
-      stdin: new Uint8Array(0),
-      preempt: options.preempt,
-      stdout: write(process.stdout),
-      stderr: write(process.stderr),
-    });
-    companions.push(task);
-  }
   let main!: Task;
-  main = await kernel.spawn({
-    module: await readModule(modulePath),
-    name: basename(modulePath, '.wasm'),
-    args: [basename(modulePath), ...args],
-    env,
-    preempt: options.preempt,
-    ...(options.entry === undefined ? {} : { entry: options.entry }),
-    stdout: write(process.stdout),
-    stderr: write(process.stderr),
-    onStdinWanted: streamStdin(kernel, () => main),
-  });
-  const stopSignals = (): void => {
-    kernel.kill(main);
-  };
-  process.once('SIGINT', stopSignals);
-  process.once('SIGTERM', stopSignals);
-  const exit = await main.exited;
-  process.off('SIGINT', stopSignals);
-  process.off('SIGTERM', stopSignals);
+  try {
+    for (const path of options.also) {
+      let companion!: Task;
+      companion = await kernel.spawn({
+        module: await readModule(path),
+        name: basename(path, '.wasm'),
+        args: [basename(path)],
+        env,
+        stdin: new Uint8Array(0), // our stdin is the main task's
+        preempt: options.preempt,
+        ...processIo(kernel, () => companion),
+      });
+    }
+    main = await kernel.spawn({
+      module: await readModule(modulePath),
+      name: basename(modulePath, '.wasm'),
+      args: [basename(modulePath), ...args],
+      env,
+      preempt: options.preempt,
+      ...(options.entry === undefined ? {} : { entry: options.entry }),
+      ...processIo(kernel, () => main),
+    });
+  } catch (error) {
+    // Companions already started would keep norma running after the error is reported.
+    kernel.shutdown();
+    throw error;
+  }
+  const code = await superviseSession(kernel, main, options);
   process.stdin.pause();
   process.stdin.unref?.();
-  kernel.shutdown();
-  if (options.json) {
-    process.stderr.write(`${JSON.stringify({ task: main.state.name, ...exit })}\n`);
-  } else if (exit.trap !== null) {
-    process.stderr.write(`norma: ${describeExit(main.state.name, exit)}\n`);
-  }
-  return exit.code;
+  return code;
 }

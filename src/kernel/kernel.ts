@@ -25,7 +25,14 @@ import { createWasiState } from '../wasi/wasi-state.js';
 import { NameService } from './name-service.js';
 import { makeSyscallHandlers, type SyscallHandler, TaskExitRequest } from './norma-syscalls.js';
 import { createRandomState, fillRandom, nextFloat } from './random.js';
-import { killedExitCode, type TaskExit, type TaskState, type TrapKind, trapExitCode } from './task.js';
+import {
+  frozenExitCode,
+  killedExitCode,
+  type TaskExit,
+  type TaskState,
+  type TrapKind,
+  trapExitCode,
+} from './task.js';
 import { createThread, type ThreadState, type Wait, type WakeReason } from './thread.js';
 import { type HostClock, systemClock, VirtualClock } from './virtual-clock.js';
 
@@ -86,6 +93,8 @@ interface Timer {
 }
 
 const nowMs = (): number => performance.now();
+/** The longest delay setTimeout accepts (2^31-1 ms, about 24.8 days). */
+const timerDelayMsMax = 0x7fff_ffff;
 
 export class Kernel {
   readonly nodeId: string;
@@ -98,6 +107,11 @@ export class Kernel {
   readonly #timeSliceMs: number;
   readonly #onTransform: ((event: TransformProgress) => void) | undefined;
   readonly #tasks = new Map<number, TaskRecord>();
+  /** Tasks that must not run for now (between a freeze's capture and its commit), and their parked threads. */
+  readonly #paused = new Set<TaskRecord>();
+  #parked: [TaskRecord, ThreadState][] = [];
+  /** Frozen tasks whose IPC spaces and mappings stay on this node (see detach). */
+  readonly #detached = new Set<number>();
   #nextTaskId = 1;
   #runQueue: [TaskRecord, ThreadState][] = [];
   #runHead = 0;
@@ -108,6 +122,11 @@ export class Kernel {
   #sliceEndMs = 0;
   #callsSinceClock = 0;
   #timers: Timer[] = [];
+  /**
+   * Holds the process open while tasks exist: a task blocked with no timeout (a server waiting for
+   * requests) has nothing on Node's event loop, and a process whose loop is empty exits.
+   */
+  #keepAlive: NodeJS.Timeout | null = null;
   #timerHandle: NodeJS.Timeout | null = null;
   #timerAtNs: bigint | null = null;
 
@@ -165,13 +184,105 @@ export class Kernel {
       }),
     };
     state.threads.push(createThread(0, [...image.info.initExports, entry], null, null));
-    const record = await this.#adopt(state, image, options);
+    const record = await this.#adopt(state, image, options, true);
     this.#enqueue(record, state.threads[0]!);
     return record;
   }
 
+  /** A fresh task id (the restorer asks for one per restored task). */
+  allocateTaskId(): number {
+    return this.#nextTaskId++;
+  }
+
+  /**
+   * Adopts a task rebuilt from a snapshot (the restorer's entry point): instantiates its image and
+   * registers it, without running anything. The restorer then puts its memory and globals back and
+   * calls `startRestored`. The task's IPC space must already exist (imported, or kept while it was
+   * frozen on this node).
+   */
+  async adoptRestored(state: TaskState, image: TaskImage, options: SpawnOptions): Promise<Task> {
+    if (state.id >= this.#nextTaskId) this.#nextTaskId = state.id + 1;
+    this.#detached.delete(state.id);
+    return this.#adopt(state, image, options, false);
+  }
+
+  /**
+   * Makes every thread of a restored task that was not exited runnable. A thread that was blocked
+   * re-executes its syscall (the re-execution rule: it blocks again if its condition still does not
+   * hold, keeping its deadline); a thread that had yielded returns its saved result.
+   */
+  startRestored(task: Task): void {
+    for (const thread of task.state.threads) {
+      if (thread.status === 'exited') continue;
+      if (thread.wait !== null) thread.wake = 'event';
+      this.#enqueue(task as TaskRecord, thread);
+    }
+  }
+
+  /**
+   * Stops a task that has just been captured (a freeze): it no longer runs and its instance is
+   * dropped, but its IPC space and memory mappings stay in the node, so its ports keep queueing
+   * messages (senders block at the queue limit, nothing is lost) until it is thawed here, or
+   * dropped with `dropDetached`. Its `exited` promise resolves with code 75 and message 'frozen'.
+   */
+  detach(task: Task): void {
+    const record = task as TaskRecord;
+    if (record.state.status !== 'running') return;
+    this.#paused.delete(record);
+    this.#parked = this.#parked.filter(([t]) => t !== record);
+    record.state.status = 'exited';
+    record.state.exit = { code: frozenExitCode, trap: null, message: 'frozen' };
+    this.#timers = this.#timers.filter((t) => t.task !== record);
+    this.#rearm();
+    this.#tasks.delete(record.state.id);
+    this.#releaseKeepAlive();
+    this.#detached.add(record.state.id);
+    record.resolveExit(record.state.exit);
+  }
+
+  /**
+   * Keeps the tasks from running (their runnable threads wait, events still wake blocked ones) until
+   * `unpause`: a freeze pauses them from the capture until its commit is durable, so that nothing
+   * they do after the capture is lost or done twice.
+   */
+  pause(tasks: readonly Task[]): void {
+    for (const task of tasks) this.#paused.add(task as TaskRecord);
+  }
+
+  unpause(tasks: readonly Task[]): void {
+    for (const task of tasks) this.#paused.delete(task as TaskRecord);
+    const parked = this.#parked;
+    this.#parked = [];
+    for (const [task, thread] of parked) {
+      if (this.#paused.has(task)) this.#parked.push([task, thread]);
+      else if (task.state.status === 'running' && thread.status === 'runnable') {
+        this.#runQueue.push([task, thread]);
+      }
+    }
+    this.#schedulePump();
+  }
+
+  /** True when the task id is a frozen task whose IPC space is kept on this node. */
+  isDetached(taskId: number): boolean {
+    return this.#detached.has(taskId);
+  }
+
+  /** Ends a frozen task for good: its ports die, its mappings and locks are released. */
+  dropDetached(taskId: number): void {
+    if (!this.#detached.delete(taskId)) return;
+    this.memoryObjects.forgetTask(taskId);
+    this.wakeWhere((wait) => wait.kind === 'acquire');
+    if (this.ipc.hasSpace(taskId)) this.ipc.destroySpace(taskId);
+    this.#drainIpcEvents();
+  }
+
   /** Builds the process-local parts of a task around its plain state and registers it. */
-  async #adopt(state: TaskState, image: TaskImage, options: SpawnOptions): Promise<TaskRecord> {
+  async #adopt(
+    state: TaskState,
+    image: TaskImage,
+    options: SpawnOptions,
+    createSpace: boolean,
+  ): Promise<TaskRecord> {
     const clock = new VirtualClock(state.clock, this.#clock);
     const host: WasiHost = {
       memory: () => record.instance.memory.visible(),
@@ -192,8 +303,9 @@ export class Kernel {
       this.#imports(image, () => record, wasi, handlers, suspending),
     );
     record = { state, image, instance, clock, wasi, exited, options, resolveExit, stdinWanted: false };
-    this.ipc.createSpace(state.id);
+    if (createSpace) this.ipc.createSpace(state.id);
     this.#tasks.set(state.id, record);
+    this.#keepAlive ??= setInterval(() => undefined, 2 ** 30);
     return record;
   }
 
@@ -246,6 +358,8 @@ export class Kernel {
       thread.wake = null;
       if (previous?.kind === 'yield' && previous.result !== null) return previous.result;
       const result = body(task, thread, args, previous, wake);
+      // A callback of the call (its stdout reader, say) may have killed the task: stop it here.
+      if (task.state.status !== 'running') throw new TaskExitRequest(killedExitCode);
       if (result === block) return block;
       // Yield after a completed call when the slice is over and another thread waits to run, so a
       // thread that never blocks (printing in a loop) cannot starve the others.
@@ -263,7 +377,11 @@ export class Kernel {
 
   #syscall(handler: SyscallHandler): SuspendingHandler {
     return this.#suspendable((task, thread, args, previous, wake) => {
-      const result = handler(task, thread, args as number[], previous, wake);
+      // i32 arguments arrive signed: a pointer above 2 GiB would be negative. Handlers get u32s
+      // (the array is this call's own) and apply `| 0` where a value is signed (timeouts, deltas).
+      const words = args as number[];
+      for (let i = 0; i < words.length; i++) words[i] = words[i]! >>> 0;
+      const result = handler(task, thread, words, previous, wake);
       this.#drainIpcEvents();
       return result;
     });
@@ -370,6 +488,9 @@ export class Kernel {
           this.names.forgetPort(event.portId);
           this.#wakePortWaiters(this.#receiveWaiters, event.portId);
           this.#wakePortWaiters(this.#sendWaiters, event.portId);
+          // Nobody can wait on a dead port again: its (now empty) lists go, or every port leaks one.
+          this.#receiveWaiters.delete(event.portId);
+          this.#sendWaiters.delete(event.portId);
           break;
         case 'kernel-no-senders':
           // Memory objects live until the node ends for now (see docs/ARCHITECTURE.md).
@@ -469,6 +590,10 @@ export class Kernel {
         this.#runHead = 0;
       }
       if (task.state.status !== 'running' || thread.status !== 'runnable') continue;
+      if (this.#paused.has(task)) {
+        this.#parked.push([task, thread]);
+        continue;
+      }
       // The clock is read every 16th run, and after any run that used up its slice (a long one).
       if (this.#runThread(task, thread) || (++runs & 15) === 0) {
         if (nowMs() >= turnEnd) break;
@@ -512,6 +637,8 @@ export class Kernel {
     }
     this.#currentTask = null;
     this.#currentThread = null;
+    // Ended while it ran (killed from a callback): its threads stay exited, nothing is re-armed.
+    if (task.state.status !== 'running') return false;
     if (outcome === 'returned') {
       thread.status = 'exited';
       thread.wait = null;
@@ -534,6 +661,9 @@ export class Kernel {
   }
 
   #armTimer(timer: Timer): void {
+    // Timers of waits that ended before their deadline go now: a thread that receives with a
+    // timeout in a loop would otherwise leave one per call, and every arm scans them all.
+    this.#timers = this.#timers.filter((t) => t.thread.wait === t.wait);
     this.#timers.push(timer);
     this.#rearm();
   }
@@ -547,7 +677,8 @@ export class Kernel {
     this.#timerAtNs = earliest;
     if (earliest === null) return;
     const delayMs = Math.max(0, Number(earliest - this.#clock.monotonicNs()) / 1e6);
-    this.#timerHandle = setTimeout(this.#fireTimers, Math.ceil(delayMs));
+    // setTimeout turns a delay above 2^31-1 ms into 1 ms; a far deadline fires early and re-arms.
+    this.#timerHandle = setTimeout(this.#fireTimers, Math.min(Math.ceil(delayMs), timerDelayMsMax));
   }
 
   readonly #fireTimers = (): void => {
@@ -564,6 +695,8 @@ export class Kernel {
 
   #endTask(task: TaskRecord, exit: TaskExit): void {
     if (task.state.status === 'exited') return;
+    this.#paused.delete(task);
+    this.#parked = this.#parked.filter(([t]) => t !== task);
     task.state.status = 'exited';
     task.state.exit = exit;
     for (const thread of task.state.threads) {
@@ -572,17 +705,25 @@ export class Kernel {
     }
     this.#timers = this.#timers.filter((t) => t.task !== task);
     this.#rearm();
-    for (const mapping of this.memoryObjects.mappingsOf(task.state.id)) this.memoryObjects.unmap(mapping);
+    this.memoryObjects.forgetTask(task.state.id);
     this.wakeWhere((wait) => wait.kind === 'acquire');
     this.ipc.destroySpace(task.state.id);
     this.#drainIpcEvents();
     this.#tasks.delete(task.state.id);
+    this.#releaseKeepAlive();
     task.resolveExit(exit);
+  }
+
+  #releaseKeepAlive(): void {
+    if (this.#tasks.size > 0 || this.#keepAlive === null) return;
+    clearInterval(this.#keepAlive);
+    this.#keepAlive = null;
   }
 
   /** Ends every task (for shutting a node down). */
   shutdown(): void {
     for (const task of [...this.#tasks.values()]) this.kill(task);
+    for (const id of [...this.#detached]) this.dropDetached(id);
     if (this.#timerHandle) clearTimeout(this.#timerHandle);
     this.#timerHandle = null;
   }

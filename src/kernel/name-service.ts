@@ -25,14 +25,25 @@ export class NameService {
     if (Object.hasOwn(this.state.entries, service)) return KernReturn.NAME_EXISTS;
     const taken = this.ipc.kernelCopySend(task, name);
     if (taken.kr !== KernReturn.SUCCESS) return taken.kr;
-    this.state.entries[service] = { portId: taken.portId! };
+    this.#define(service, taken.portId!);
     return KernReturn.SUCCESS;
+  }
+
+  /** Defined, not assigned: `entries.__proto__ = ...` would replace the prototype instead. */
+  #define(service: string, portId: string): void {
+    Object.defineProperty(this.state.entries, service, {
+      value: { portId },
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
   }
 
   /** Gives `task` a send right to the service's port; null when nothing is registered under it. */
   lookup(task: number, service: string): { kr: number; name?: number } | null {
-    const entry = this.state.entries[service];
-    if (entry === undefined) return null;
+    // Own entries only: "toString" or "constructor" must not find Object.prototype's.
+    if (!Object.hasOwn(this.state.entries, service)) return null;
+    const entry = this.state.entries[service]!;
     return this.ipc.insertSendRight(task, entry.portId);
   }
 
@@ -43,6 +54,19 @@ export class NameService {
       delete this.state.entries[service];
       this.ipc.kernelReleaseSend(portId);
     }
+  }
+
+  /**
+   * Re-registers a service of a restored snapshot. The kernel's send right to the port came back
+   * with the IPC import (as a kernel-held right); a name already taken here keeps its current owner
+   * and the restored right is released.
+   */
+  adopt(service: string, portId: string): void {
+    if (Object.hasOwn(this.state.entries, service)) {
+      this.ipc.kernelReleaseSend(portId);
+      return;
+    }
+    this.#define(service, portId);
   }
 
   list(): { service: string; portId: string }[] {

@@ -15,6 +15,7 @@ import type { ThreadState, Wait, WakeReason } from './thread.js';
 export type SyscallHandler = (
   task: Task,
   thread: ThreadState,
+  /** The i32 arguments as u32 (a signed one is read with `| 0`). */
   args: readonly number[],
   previous: Wait | null,
   wake: WakeReason | null,
@@ -253,7 +254,7 @@ export function makeSyscallHandlers(kernel: Kernel, _task: () => Task): Record<S
     memory_object_unmap: (task, _thread, [mappingId]) => releaseMapping(task, mappingId!, true),
 
     task_exit: (_task, _thread, [code]) => {
-      throw new TaskExitRequest(code!);
+      throw new TaskExitRequest(code! | 0);
     },
   };
 }

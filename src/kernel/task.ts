@@ -32,6 +32,8 @@ export type TrapKind =
 
 /** Exit code of a trapped task, as a shell reports a process killed by a signal (128 + SIGABRT). */
 export const trapExitCode = 134;
+/** Exit code of a task (and of `norma run`) that was frozen: EX_TEMPFAIL, "try again later". */
+export const frozenExitCode = 75;
 /** Exit code of a task killed on request (128 + SIGKILL). */
 export const killedExitCode = 137;
 

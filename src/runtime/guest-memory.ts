@@ -29,6 +29,11 @@ export class GuestMemory {
     this.#visibleBytes = this.visibleBytes();
   }
 
+  /** Forgets the cached views and size (after the host itself changed the hidden-offset global). */
+  invalidate(): void {
+    this.#buffer = undefined;
+  }
+
   /** Guest-visible bytes now. */
   get size(): number {
     this.#refresh();

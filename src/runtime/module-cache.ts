@@ -17,6 +17,10 @@ export interface TaskImage {
   readonly moduleHash: string;
   readonly module: WebAssembly.Module;
   readonly info: TransformInfo;
+  /** The transformed module's bytes: a snapshot stores them, since frames only fit that exact code. */
+  readonly bytes: Uint8Array<ArrayBuffer>;
+  /** sha256 of `bytes`. */
+  readonly imageHash: string;
   /** True when the transform was skipped thanks to the disk cache. */
   readonly fromCache: boolean;
 }
@@ -68,7 +72,8 @@ async function buildImage(
 ): Promise<TaskImage> {
   if (directory !== false) {
     const cached = await readCached(directory, key);
-    if (cached) return { key, moduleHash: hash, ...cached, fromCache: true };
+    if (cached)
+      return { key, moduleHash: hash, ...cached, imageHash: moduleHash(cached.bytes), fromCache: true };
   }
   const started = performance.now();
   options.onTransform?.({ phase: 'start', bytes: bytes.length });
@@ -79,13 +84,21 @@ async function buildImage(
   options.onTransform?.({ phase: 'done', bytes: bytes.length, milliseconds: performance.now() - started });
   const module = await WebAssembly.compile(result.bytes);
   if (directory !== false) await writeCached(directory, key, result.bytes, result.info);
-  return { key, moduleHash: hash, module, info: result.info, fromCache: false };
+  return {
+    key,
+    moduleHash: hash,
+    module,
+    info: result.info,
+    bytes: result.bytes,
+    imageHash: moduleHash(result.bytes),
+    fromCache: false,
+  };
 }
 
 async function readCached(
   directory: string,
   key: string,
-): Promise<{ module: WebAssembly.Module; info: TransformInfo } | undefined> {
+): Promise<{ module: WebAssembly.Module; info: TransformInfo; bytes: Uint8Array<ArrayBuffer> } | undefined> {
   try {
     const [wasm, json] = await Promise.all([
       readFile(join(directory, `${key}.wasm`)),
@@ -93,8 +106,9 @@ async function readCached(
     ]);
     const info = JSON.parse(json) as TransformInfo;
     if (info.transformVersion !== transformVersion) return undefined;
-    const module = await WebAssembly.compile(new Uint8Array(wasm));
-    return { module, info };
+    const bytes = new Uint8Array(wasm);
+    const module = await WebAssembly.compile(bytes);
+    return { module, info, bytes };
   } catch {
     return undefined; // missing or damaged: transform again
   }
@@ -117,4 +131,32 @@ async function writeCached(
   } catch {
     // A cache that cannot be written only costs time; the task still runs.
   }
+}
+
+/**
+ * An image from transformed bytes stored in a snapshot (no transform: the frames in the snapshot
+ * fit exactly these bytes). Compiled once per process per image hash.
+ */
+export function imageFromSnapshot(
+  bytes: Uint8Array<ArrayBuffer>,
+  info: TransformInfo,
+  originalHash: string,
+): Promise<TaskImage> {
+  const imageHash = moduleHash(bytes);
+  const memoKey = `image:${imageHash}`;
+  let image = compiled.get(memoKey);
+  if (image === undefined) {
+    image = WebAssembly.compile(bytes).then((module) => ({
+      key: memoKey,
+      moduleHash: originalHash,
+      module,
+      info,
+      bytes,
+      imageHash,
+      fromCache: true,
+    }));
+    compiled.set(memoKey, image);
+    image.catch(() => compiled.delete(memoKey));
+  }
+  return image;
 }

@@ -11,6 +11,7 @@
  * Only one thread unwinds or rewinds at a time, so one hidden region serves every thread; between
  * uses it is kept all-zero, because a later memory.grow makes those bytes guest-visible.
  */
+import { NormaError } from '../errors.js';
 import type { ThreadState } from '../kernel/thread.js';
 import { wasmPageBytes } from '../limits.js';
 import { GuestMemory } from './guest-memory.js';
@@ -34,6 +35,12 @@ interface AsyncifyExports {
   asyncify_get_state(): number;
 }
 
+export interface SavedGlobal {
+  readonly exportName: string;
+  readonly type: 'i32' | 'i64' | 'f32' | 'f64';
+  readonly value: number | bigint;
+}
+
 /** Offset of the frames in the hidden region, after asyncify's {current, end} pair. */
 const framesOffset = 8;
 
@@ -48,6 +55,8 @@ export class TaskInstance {
   readonly #hiddenBytes: number;
   #rewinding = false;
   #unwinding = false;
+  /** Bytes of the hidden region the current rewind was given (a rewind moves `current` back down). */
+  #rewindBytes = 0;
 
   private constructor(
     instance: WebAssembly.Instance,
@@ -61,7 +70,8 @@ export class TaskInstance {
       : null;
     this.#hiddenBytes = info.hiddenPages * wasmPageBytes;
     const memory = instance.exports[info.memoryExport] as WebAssembly.Memory;
-    this.memory = new GuestMemory(memory, () => this.#hiddenOffset.value as number);
+    // The offset is an i32 global: above 2 GiB its value reads negative, so it is read as u32.
+    this.memory = new GuestMemory(memory, () => (this.#hiddenOffset.value as number) >>> 0);
   }
 
   /**
@@ -83,6 +93,51 @@ export class TaskInstance {
     const instance = await WebAssembly.instantiate(module, makeImports(suspending));
     self = new TaskInstance(instance, info);
     return self;
+  }
+
+  /** Values of every mutable global, for a snapshot. Throws TASK_NOT_FREEZABLE for v128/ref globals. */
+  readGlobals(): SavedGlobal[] {
+    return this.info.mutableGlobals.map(({ exportName, type }) => {
+      if (type !== 'i32' && type !== 'i64' && type !== 'f32' && type !== 'f64') {
+        throw new NormaError(
+          'TASK_NOT_FREEZABLE',
+          `the mutable global ${exportName} has type ${type}, which cannot be read from JavaScript`,
+        );
+      }
+      return {
+        exportName,
+        type,
+        value: (this.exports[exportName] as WebAssembly.Global).value as number | bigint,
+      };
+    });
+  }
+
+  /** Sets the globals of a snapshot (every one must exist with the same type). */
+  writeGlobals(globals: readonly SavedGlobal[]): void {
+    for (const { exportName, value } of globals) {
+      const global = this.exports[exportName];
+      if (!(global instanceof WebAssembly.Global))
+        throw new Error(`writeGlobals: no exported global ${exportName}`);
+      global.value = value;
+    }
+    // The hidden-offset global is among them: the visible size may have changed.
+    this.memory.invalidate();
+  }
+
+  /**
+   * Makes the memory exactly `visibleBytes` of guest memory plus the hidden pages, as in the task
+   * that was frozen. A fresh instance has its initial size; memory can only grow, so the snapshot's
+   * memory is never smaller than a fresh instance's (the guest cannot shrink it).
+   */
+  resizeForRestore(visibleBytes: number): void {
+    const memory = this.exports[this.info.memoryExport] as WebAssembly.Memory;
+    const wantedPages = visibleBytes / wasmPageBytes + this.info.hiddenPages;
+    const havePages = memory.buffer.byteLength / wasmPageBytes;
+    if (wantedPages < havePages)
+      throw new Error(
+        `resizeForRestore: snapshot memory (${wantedPages} pages) below initial (${havePages})`,
+      );
+    if (wantedPages > havePages) memory.grow(wantedPages - havePages);
   }
 
   /** True while a thread is unwinding (a trap now means its frames overflowed the hidden region). */
@@ -113,7 +168,7 @@ export class TaskInstance {
     const result = handler(args, resuming);
     if (result !== block) return resultType === null ? undefined : result;
     const view = this.memory.view();
-    const base = this.#hiddenOffset.value as number;
+    const base = (this.#hiddenOffset.value as number) >>> 0;
     view.setUint32(base, framesOffset, true);
     view.setUint32(base + 4, this.#hiddenBytes, true);
     this.#unwinding = true;
@@ -122,11 +177,13 @@ export class TaskInstance {
     return resultType === 'i64' ? 0n : resultType === 'i32' ? 0 : undefined;
   }
 
-  /** Zeroes the part of the hidden region used by the last unwind or rewind. */
+  /** Zeroes the part of the hidden region used by the last rewind. */
   #clearHidden(): void {
-    const base = this.#hiddenOffset.value as number;
-    const used = this.memory.view().getUint32(base, true);
-    this.memory.whole().fill(0, base, base + Math.min(Math.max(used, framesOffset), this.#hiddenBytes));
+    const base = (this.#hiddenOffset.value as number) >>> 0;
+    // After a rewind asyncify's `current` is back at the start: the frames copied in lie above it.
+    const used = Math.max(this.memory.view().getUint32(base, true), this.#rewindBytes, framesOffset);
+    this.#rewindBytes = 0;
+    this.memory.whole().fill(0, base, base + Math.min(used, this.#hiddenBytes));
   }
 
   /**
@@ -157,19 +214,20 @@ export class TaskInstance {
   }
 
   #startRewind(frames: Uint8Array): void {
-    const base = this.#hiddenOffset.value as number;
+    const base = (this.#hiddenOffset.value as number) >>> 0;
     const whole = this.memory.whole();
     whole.set(frames, base + framesOffset);
     const view = this.memory.view();
     view.setUint32(base, framesOffset + frames.length, true);
     view.setUint32(base + 4, this.#hiddenBytes, true);
+    this.#rewindBytes = framesOffset + frames.length;
     this.#rewinding = true;
     this.#asyncify.asyncify_start_rewind(0);
   }
 
   /** Copies the frames out (into the thread's previous buffer when it has the same size: no garbage). */
   #takeFrames(previous: Uint8Array | null): Uint8Array {
-    const base = this.#hiddenOffset.value as number;
+    const base = (this.#hiddenOffset.value as number) >>> 0;
     const end = this.memory.view().getUint32(base, true);
     const whole = this.memory.whole();
     const source = whole.subarray(base + framesOffset, base + end);

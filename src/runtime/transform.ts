@@ -52,7 +52,7 @@ interface BinaryenExtras {
 const extras = (b: Binaryen): BinaryenExtras => b as unknown as BinaryenExtras;
 
 /** Bumped whenever the transform's output changes, so cached images of older versions are not reused. */
-export const transformVersion = 1;
+export const transformVersion = 2;
 
 export interface TransformOptions {
   /** Insert safepoints so pure compute can be preempted and frozen. */
@@ -137,12 +137,22 @@ function valueTypes(b: Binaryen, type: number): WasmValueType[] {
  * messages are precise); binaryen then tells us about imports, memories and tail calls.
  */
 async function compileForValidation(bytes: Uint8Array<ArrayBuffer>): Promise<void> {
+  let compiled: WebAssembly.Module;
   try {
-    await WebAssembly.compile(bytes);
+    compiled = await WebAssembly.compile(bytes);
   } catch (error) {
     throw new NormaError('MODULE_INVALID', `not a valid WebAssembly module: ${(error as Error).message}`, {
       cause: error,
     });
+  }
+  // binaryen.js cannot list tags; an imported one would only fail at instantiation.
+  for (const entry of WebAssembly.Module.imports(compiled)) {
+    if ((entry.kind as string) === 'tag') {
+      throw new NormaError(
+        'MODULE_IMPORT_MISSING',
+        `the module imports the exception tag ${entry.module}.${entry.name}, which norma does not provide`,
+      );
+    }
   }
 }
 

@@ -194,7 +194,8 @@ export type TaskRecord = z.infer<typeof taskRecordSchema>;
 export function referencedPages(manifest: SnapshotManifest): Set<string> {
   const pages = new Set<string>();
   for (const task of manifest.tasks) for (const page of task.memory.pages) if (page !== null) pages.add(page);
-  for (const object of manifest.memoryObjects.objects) for (const page of object.pages) if (page !== null) pages.add(page);
+  for (const object of manifest.memoryObjects.objects)
+    for (const page of object.pages) if (page !== null) pages.add(page);
   return pages;
 }
 
@@ -220,7 +221,8 @@ export function encodeManifest(manifest: SnapshotManifest, hasher: PageHasher): 
   return out;
 }
 
-const corrupt = (what: string): NormaError => new NormaError('SNAPSHOT_CORRUPT', `the snapshot manifest ${what}`);
+const corrupt = (what: string): NormaError =>
+  new NormaError('SNAPSHOT_CORRUPT', `the snapshot manifest ${what}`);
 
 export function decodeManifest(envelope: Uint8Array, hasher: PageHasher): SnapshotManifest {
   if (envelope.length < envelopeHeaderBytes) throw corrupt(`is truncated (${envelope.length} bytes)`);
@@ -238,7 +240,9 @@ export function decodeManifest(envelope: Uint8Array, hasher: PageHasher): Snapsh
   if (view.getUint32(12, true) !== 0) throw corrupt('has unknown flags');
   const length = view.getBigUint64(16, true);
   if (length !== BigInt(envelope.length - envelopeHeaderBytes)) {
-    throw corrupt(`is truncated or padded (payload of ${envelope.length - envelopeHeaderBytes} bytes, header says ${length})`);
+    throw corrupt(
+      `is truncated or padded (payload of ${envelope.length - envelopeHeaderBytes} bytes, header says ${length})`,
+    );
   }
   const payload = envelope.subarray(envelopeHeaderBytes);
   if (hasher.hash(payload) !== Buffer.from(envelope.subarray(24, 40)).toString('hex')) {

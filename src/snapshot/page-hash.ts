@@ -32,7 +32,8 @@ export function blobHash(bytes: Uint8Array): string {
 /** True when every byte is zero (Buffer.equals against a shared zero page runs at 10–27 GB/s). */
 const zeroPage = new Uint8Array(65536);
 export function isZeroPage(page: Uint8Array): boolean {
-  if (page.length === zeroPage.length) return Buffer.from(page.buffer, page.byteOffset, page.length).equals(zeroPage);
+  if (page.length === zeroPage.length)
+    return Buffer.from(page.buffer, page.byteOffset, page.length).equals(zeroPage);
   for (const byte of page) if (byte !== 0) return false;
   return true;
 }

@@ -33,14 +33,21 @@ export interface MappingState {
 
 export interface MemoryObjectsState {
   nextObjectId: number;
-  nextMappingId: number;
   objects: Record<number, MemoryObjectState>;
-  mappings: Record<number, MappingState>;
+  /**
+   * Mappings by `${task}/${id}`. Ids are per task because the task keeps them in its own memory:
+   * a task restored in another kernel must find its mappings under the same ids.
+   */
+  mappings: Record<string, MappingState>;
+  /** Next mapping id, per task. */
+  nextMappingIds: Record<number, number>;
 }
 
 export function createMemoryObjectsState(): MemoryObjectsState {
-  return { nextObjectId: 1, nextMappingId: 1, objects: {}, mappings: {} };
+  return { nextObjectId: 1, objects: {}, mappings: {}, nextMappingIds: {} };
 }
+
+const mappingKey = (task: number, id: number): string => `${task}/${id}`;
 
 export type AcquireResult = { kr: number } | 'would-block';
 
@@ -73,8 +80,10 @@ export class MemoryObjects {
     if (object === undefined) return { kr: KernReturn.INVALID_CAPABILITY };
     if (offset < 0 || size <= 0 || offset + size > object.size) return { kr: KernReturn.INVALID_VALUE };
     if (this.mappingsOf(task).length >= mappingsPerTaskMax) return { kr: KernReturn.NO_SPACE };
+    const id = this.state.nextMappingIds[task] ?? 1;
+    this.state.nextMappingIds[task] = id + 1;
     const mapping: MappingState = {
-      id: this.state.nextMappingId++,
+      id,
       task,
       objectId,
       offset,
@@ -82,13 +91,13 @@ export class MemoryObjects {
       address,
       acquired: 0,
     };
-    this.state.mappings[mapping.id] = mapping;
+    this.state.mappings[mappingKey(task, id)] = mapping;
     return { kr: KernReturn.SUCCESS, mapping };
   }
 
   mapping(task: number, mappingId: number): MappingState | undefined {
-    const mapping = this.state.mappings[mappingId];
-    return mapping?.task === task ? mapping : undefined;
+    const key = mappingKey(task, mappingId);
+    return Object.hasOwn(this.state.mappings, key) ? this.state.mappings[key] : undefined;
   }
 
   mappingsOf(task: number): MappingState[] {
@@ -123,6 +132,36 @@ export class MemoryObjects {
 
   unmap(mapping: MappingState): void {
     if (mapping.acquired !== 0) this.release(mapping);
-    delete this.state.mappings[mapping.id];
+    delete this.state.mappings[mappingKey(mapping.task, mapping.id)];
+  }
+
+  /** Drops every mapping of an ended task (and its locks) and forgets its mapping-id counter. */
+  forgetTask(task: number): void {
+    for (const mapping of this.mappingsOf(task)) this.unmap(mapping);
+    delete this.state.nextMappingIds[task];
+  }
+
+  /**
+   * Re-creates an object from a snapshot under its original port id (a new object id if this
+   * kernel already uses the old one), for the restorer. Returns the object.
+   */
+  adoptObject(size: number, portId: (objectId: number) => string): MemoryObjectState {
+    const id = this.state.nextObjectId++;
+    const object: MemoryObjectState = { id, size, portId: portId(id), readers: 0, writer: false };
+    this.state.objects[id] = object;
+    return object;
+  }
+
+  /** Re-creates a restored task's mapping with its original id, taking its lock if it held one. */
+  adoptMapping(mapping: MappingState): void {
+    const object = this.state.objects[mapping.objectId];
+    if (object === undefined) throw new Error(`adoptMapping: no object ${mapping.objectId}`);
+    const key = mappingKey(mapping.task, mapping.id);
+    if (Object.hasOwn(this.state.mappings, key)) throw new Error(`adoptMapping: ${key} exists`);
+    this.state.mappings[key] = { ...mapping };
+    if (mapping.acquired === AccessMode.READ) object.readers++;
+    else if (mapping.acquired === AccessMode.WRITE) object.writer = true;
+    const next = this.state.nextMappingIds[mapping.task] ?? 1;
+    if (mapping.id >= next) this.state.nextMappingIds[mapping.task] = mapping.id + 1;
   }
 }

@@ -1,43 +1,9 @@
 import { strict as assert } from 'node:assert';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { normaImports, repoRoot, testCacheDirectory, wat } from '../support/fixtures.js';
-
-const cli = join(repoRoot, 'dist', 'src', 'cli', 'main.js');
-
-interface Result {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
-function norma(
-  args: string[],
-  options: { stdin?: string; onSpawn?: (child: ChildProcess) => void } = {},
-): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args], {
-      cwd: repoRoot,
-      env: { ...process.env, NORMA_CACHE_DIR: testCacheDirectory },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-    });
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
-    if (options.stdin !== undefined) child.stdin.end(options.stdin);
-    options.onSpawn?.(child);
-  });
-}
+import { norma, signalWhen } from '../support/cli.js';
+import { normaImports, wat } from '../support/fixtures.js';
 
 function tempModule(bytes: Uint8Array): string {
   const path = join(mkdtempSync(join(tmpdir(), 'norma-cli-')), 'module.wasm');
@@ -135,13 +101,13 @@ describe('norma run (the command line)', function () {
     assert.match(usage.stderr, /unknown option/);
   });
 
-  it('SIGTERM ends the running task and norma exits with 137', async () => {
-    // counter-client waits forever for a "counter" server that never comes.
-    const result = await norma(['run', 'tasks/build/counter-client.wasm'], {
-      onSpawn: (child) => {
-        setTimeout(() => child.kill('SIGTERM'), 1500);
-      },
+  it('SIGTERM freezes the running task: exit 75 and `frozen <id>` as the last line of stderr', async () => {
+    // counter-server registers its name, then waits for requests forever.
+    const store = mkdtempSync(join(tmpdir(), 'norma-cli-store-'));
+    const result = await norma(['run', '--store', store, 'tasks/build/counter-server.wasm'], {
+      onOutput: signalWhen(({ stdout }) => stdout.includes('registered'), 'SIGTERM'),
     });
-    assert.equal(result.code, 137);
+    assert.equal(result.code, 75);
+    assert.match(result.stderr.trimEnd().split('\n').at(-1)!, /^frozen [0-9a-f]{16}$/);
   });
 });
