@@ -139,12 +139,18 @@ export function buildProgram(): Command {
     program
       .command('resume')
       .description('resume frozen tasks in this process, where they stopped')
-      .argument('<snapshot>', 'a snapshot id (or unique prefix) in the store, or an exported snapshot file'),
+      .argument('<snapshot>', 'a snapshot id (or unique prefix) in the store, or an exported snapshot file')
+      .option(
+        '--module <file>',
+        'the original module of a task (checked against the snapshot; needed if the store lacks it)',
+        collect,
+        [],
+      ),
   )
     .addHelpText('after', '\nExit codes as for `norma run`. Example:\n  norma resume 3fa9c1')
     .action(
       action(async (snapshot: string, options: Record<string, unknown>) =>
-        resumeCommand(snapshot, sessionOptions(options, null)),
+        resumeCommand(snapshot, { ...sessionOptions(options, null), modules: options.module as string[] }),
       ),
     );
 

@@ -8,10 +8,13 @@ import { existsSync } from 'node:fs';
 import { Kernel, type Task } from '../kernel/kernel.js';
 import { restoreSnapshot } from '../snapshot/restorer.js';
 import { SnapshotStore } from '../snapshot/store.js';
-import { embeddedNodeId, processIo } from './run-command.js';
+import { embeddedNodeId, processIo, readModule } from './run-command.js';
 import { type SessionOptions, superviseSession } from './task-session.js';
 
-export async function resumeCommand(snapshot: string, options: SessionOptions): Promise<number> {
+export async function resumeCommand(
+  snapshot: string,
+  options: SessionOptions & { modules?: readonly string[] },
+): Promise<number> {
   const kernel = new Kernel({ nodeId: embeddedNodeId() });
   const store = await SnapshotStore.open(options.store);
   let id: string;
@@ -19,11 +22,18 @@ export async function resumeCommand(snapshot: string, options: SessionOptions): 
   try {
     id = existsSync(snapshot) ? await store.importFrom(snapshot) : await store.resolveId(snapshot);
     const tasks: Task[] = [];
-    const result = await restoreSnapshot(kernel, store, id, (_record, index) => {
-      const io = processIo(kernel, () => tasks[index]!);
-      // Our stdin is the main task's (the first); the others keep what their snapshot holds.
-      return index === 0 ? io : { stdout: io.stdout, stderr: io.stderr };
-    });
+    const modules = await Promise.all((options.modules ?? []).map((path) => readModule(path)));
+    const result = await restoreSnapshot(
+      kernel,
+      store,
+      id,
+      (_record, index) => {
+        const io = processIo(kernel, () => tasks[index]!);
+        // Our stdin is the main task's (the first); the others keep what their snapshot holds.
+        return index === 0 ? io : { stdout: io.stdout, stderr: io.stderr };
+      },
+      { modules },
+    );
     tasks.push(...result.tasks);
     restored = result.tasks;
   } finally {

@@ -62,7 +62,7 @@ export async function superviseSession(kernel: Kernel, main: Task, options: Sess
   let parent = options.parent;
   let frozenId: string | null = null;
   let freezing: Promise<void> | null = null;
-  let checkpointing = false;
+  let checkpointing: Promise<void> | null = null;
   const checkpoints: string[] = [];
   const running = (): Task[] => {
     const others = kernel.tasks.filter((task) => task !== main);
@@ -93,34 +93,30 @@ export async function superviseSession(kernel: Kernel, main: Task, options: Sess
     return freezing;
   };
 
-  const checkpoint = async (buffers: CaptureBuffers): Promise<void> => {
-    if (checkpointing || freezing !== null || main.state.status !== 'running') return;
-    checkpointing = true;
-    try {
-      const target = await openStore();
-      const tasks = running();
-      if (main.state.status !== 'running') return;
-      const { manifest, stats } = await checkpointTasks(
-        kernel,
-        target,
-        tasks,
-        {
-          kind: tasks.length > 1 ? 'group' : 'task',
+  const checkpoint = (buffers: CaptureBuffers): void => {
+    if (checkpointing !== null || freezing !== null || main.state.status !== 'running') return;
+    checkpointing = (async () => {
+      try {
+        const target = await openStore();
+        if (main.state.status !== 'running') return;
+        const tasks = running();
+        const meta = {
+          kind: tasks.length > 1 ? ('group' as const) : ('task' as const),
           label: main.state.name,
           parent,
-        },
-        buffers,
-      );
-      parent = manifest.id;
-      checkpoints.push(manifest.id);
-      while (checkpoints.length > options.keep) await target.remove(checkpoints.shift()!);
-      if (options.json) process.stderr.write(`${JSON.stringify({ checkpoint: manifest.id, stats })}\n`);
-      else if (options.stats) process.stderr.write(`checkpoint ${manifest.id}\n${formatStats(stats)}\n`);
-    } catch (error) {
-      reportFailure(error, 'checkpoint');
-    } finally {
-      checkpointing = false;
-    }
+        };
+        const { manifest, stats } = await checkpointTasks(kernel, target, tasks, meta, buffers);
+        parent = manifest.id;
+        checkpoints.push(manifest.id);
+        while (checkpoints.length > options.keep) await target.remove(checkpoints.shift()!);
+        if (options.json) process.stderr.write(`${JSON.stringify({ checkpoint: manifest.id, stats })}\n`);
+        else if (options.stats) process.stderr.write(`checkpoint ${manifest.id}\n${formatStats(stats)}\n`);
+      } catch (error) {
+        reportFailure(error, 'checkpoint');
+      } finally {
+        checkpointing = null;
+      }
+    })();
   };
 
   let signals = 0;
@@ -143,7 +139,7 @@ export async function superviseSession(kernel: Kernel, main: Task, options: Sess
   const checkpointTimer =
     options.checkpointEveryMs === undefined
       ? null
-      : setInterval(() => void checkpoint(buffers), options.checkpointEveryMs);
+      : setInterval(() => checkpoint(buffers), options.checkpointEveryMs);
   try {
     const exit = await main.exited;
     if (freezing !== null) await freezing;
@@ -156,6 +152,8 @@ export async function superviseSession(kernel: Kernel, main: Task, options: Sess
   } finally {
     if (stopTimer) clearTimeout(stopTimer);
     if (checkpointTimer) clearInterval(checkpointTimer);
+    // A checkpoint still being written completes (or fails) before the store closes.
+    await checkpointing;
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     kernel.shutdown();

@@ -25,7 +25,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { createXXHash128, type IHasher } from 'hash-wasm';
-import { NormaError } from '../errors.js';
+import { isNormaError, NormaError } from '../errors.js';
 import { syncDirectory, writeAll } from './disk.js';
 import {
   referencedBlobs,
@@ -276,6 +276,19 @@ export async function readExportFile(
       throw corrupt(file, 'fails its checksum (damaged on disk or in transit)');
     }
     return manifest;
+  } catch (error) {
+    // An I/O error of the file itself (EIO, EISDIR, ...): the file cannot be read, as if absent.
+    const code = (error as { code?: unknown }).code;
+    if (!isNormaError(error) && typeof code === 'string' && code.startsWith('E')) {
+      throw new NormaError(
+        'FILE_NOT_FOUND',
+        `cannot read the export file ${file}: ${(error as Error).message}`,
+        {
+          cause: error,
+        },
+      );
+    }
+    throw error;
   } finally {
     await handle.close();
   }

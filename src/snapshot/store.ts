@@ -107,7 +107,7 @@ const ioBufferBytes = 4 * 1024 * 1024;
 const ioBuffersRetained = 16;
 /** Reads of records at most this far apart are merged into one (reading a gap beats a request). */
 const readGapBytesMax = 256 * 1024;
-/** Reads in flight ahead of the one being checked: the disk works while pages are hashed. */
+/** Reads in flight ahead of the one being checked: the disk works while the pages before are hashed. */
 const readAhead = 2;
 /**
  * Free space a commit wants left before its catalogue write. A LevelDB log write that fails half way
@@ -666,7 +666,10 @@ export class SnapshotStore implements CommitHost {
             } catch {
               fail(
                 record.name,
-                new NormaError('SNAPSHOT_CORRUPT', `${where(range, record)}: its compressed bytes are damaged`),
+                new NormaError(
+                  'SNAPSHOT_CORRUPT',
+                  `${where(range, record)}: its compressed bytes are damaged`,
+                ),
               );
               continue;
             }
@@ -748,7 +751,10 @@ export class SnapshotStore implements CommitHost {
       return { record, problem: new NormaError('SNAPSHOT_CORRUPT', `${where}: ${why}`) };
     }
     if (!recordHeaderMatches(buffer, at, kind, name, location)) {
-      return { record, problem: new NormaError('SNAPSHOT_CORRUPT', `${where}: its record header is damaged`) };
+      return {
+        record,
+        problem: new NormaError('SNAPSHOT_CORRUPT', `${where}: its record header is damaged`),
+      };
     }
     return { record, data: buffer.subarray(dataAt, dataAt + location.storedBytes) };
   }

@@ -118,6 +118,41 @@ describe('laptop flow: freeze with --stop-after, resume in new processes', funct
     assert.equal(result.code, 137);
   });
 
+  it('--checkpoint-every keeps the last --keep checkpoints, resumable to the same result', async () => {
+    const checkpoints = mkdtempSync(join(tmpdir(), 'norma-checkpoints-'));
+    const args = ['--preempt', 'tasks/build/cpu-job.wasm', '--', '9000000'];
+    const result = await norma([
+      'run',
+      '--store',
+      checkpoints,
+      '--checkpoint-every',
+      '50',
+      '--keep',
+      '1',
+      '--json',
+      ...args,
+    ]);
+    assert.equal(result.code, 0, result.stderr);
+    const taken = result.stderr
+      .split('\n')
+      .filter((line) => line.includes('"checkpoint"'))
+      .map((line) => (JSON.parse(line) as { checkpoint: string }).checkpoint);
+    assert.ok(taken.length >= 2, `only ${taken.length} checkpoints were taken`);
+    const listed = JSON.parse((await norma(['snapshot', 'ls', '--json', '--store', checkpoints])).stdout) as {
+      id: string;
+    }[];
+    assert.deepEqual(
+      listed.map((s) => s.id),
+      [taken.at(-1)],
+      'only the last one is kept',
+    );
+    for (const { id } of listed) {
+      const resumed = await norma(['resume', id, '--store', checkpoints]);
+      assert.equal(resumed.code, 0, resumed.stderr);
+      assert.equal(resumed.stdout, result.stdout);
+    }
+  });
+
   it('--stats and --json report the freeze', async () => {
     const stats = await norma([
       'run',
