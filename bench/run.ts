@@ -1,15 +1,17 @@
 /**
  * `npm run bench [-- name...] [--runs N] [--json]`: runs the benchmarks and prints each figure as a
- * ratio to a baseline measured in the same run. Names: instrumentation, ipc, transform.
+ * ratio to a baseline measured in the same run. Names: instrumentation, ipc, transform, snapshot.
  */
 import { benchInstrumentation } from './instrumentation.js';
 import { benchIpc } from './ipc.js';
+import { benchSnapshot } from './snapshot.js';
 import { reportedFigures } from './support.js';
 import { benchTransform } from './transform.js';
 
 const benchmarks: Record<string, (runs: number) => Promise<void>> = {
   instrumentation: benchInstrumentation,
   ipc: benchIpc,
+  snapshot: benchSnapshot,
   transform: benchTransform,
 };
 

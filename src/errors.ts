@@ -48,6 +48,19 @@ export const errorCodes = {
   TASK_NOT_FREEZABLE: 'Rebuild the module without the feature named in the message.',
   /** The module cache directory cannot be written. */
   CACHE_UNWRITABLE: 'Set NORMA_CACHE_DIR to a writable directory.',
+  /** No node answers on the control socket (`norma spawn`, `ps`, ... need a running node). */
+  NODE_NOT_RUNNING: 'Start it with `norma node start` (and check --store / --socket).',
+  /** A node already answers on the control socket of this store. */
+  NODE_ALREADY_RUNNING:
+    'Use the running node (`norma ps`), stop it with `norma node stop`, or start another with its own --store.',
+  /** A control request is not valid JSON, too long, of another protocol version, or has bad params. */
+  NODE_BAD_REQUEST:
+    'Talk to the node with the `norma` commands, or follow src/node/control-protocol.ts (one JSON request per line).',
+  /** `norma resume` with no argument, but the node was not suspended. */
+  NODE_NOT_SUSPENDED:
+    'Nothing to resume: `norma suspend` records a suspend point; `norma thaw <snapshot>` or `norma resume <snapshot>` resume a given snapshot.',
+  /** The task exists but is not running (frozen, exited, lost). */
+  TASK_NOT_RUNNING: 'See its status with `norma ps`; a frozen task is thawed with `norma thaw <snapshot>`.',
 } as const;
 
 export type ErrorCode = keyof typeof errorCodes;

@@ -12,10 +12,14 @@ export const ExitCode = {
   DATA: 65,
   /** An input file does not exist (EX_NOINPUT). */
   NO_INPUT: 66,
+  /** The node (a service) is not running (EX_UNAVAILABLE). */
+  UNAVAILABLE: 69,
   /** norma itself failed (EX_SOFTWARE). */
   SOFTWARE: 70,
   /** The cache or another output cannot be written (EX_CANTCREAT). */
   CANT_CREATE: 73,
+  /** A control request was refused by the node: not the protocol (EX_PROTOCOL). */
+  PROTOCOL: 76,
 } as const;
 
 export function exitCodeOf(code: ErrorCode): number {
@@ -28,7 +32,15 @@ export function exitCodeOf(code: ErrorCode): number {
       return ExitCode.CANT_CREATE;
     case 'SNAPSHOT_NOT_FOUND':
     case 'SNAPSHOT_AMBIGUOUS':
+    case 'TASK_NOT_FOUND':
+    case 'NODE_NOT_SUSPENDED':
       return ExitCode.NO_INPUT;
+    case 'NODE_NOT_RUNNING':
+      return ExitCode.UNAVAILABLE;
+    case 'NODE_ALREADY_RUNNING':
+      return ExitCode.CANT_CREATE;
+    case 'NODE_BAD_REQUEST':
+      return ExitCode.PROTOCOL;
     case 'STORE_FULL':
     case 'STORE_UNAVAILABLE':
       return ExitCode.CANT_CREATE;
@@ -38,6 +50,7 @@ export function exitCodeOf(code: ErrorCode): number {
     case 'SNAPSHOT_MODULE_MISMATCH':
     case 'SNAPSHOT_CONFLICT':
     case 'TASK_NOT_FREEZABLE':
+    case 'TASK_NOT_RUNNING':
     case 'MODULE_INVALID':
     case 'MODULE_UNSUPPORTED':
     case 'MODULE_IMPORT_MISSING':
