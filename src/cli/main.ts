@@ -5,6 +5,7 @@
  */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { isNormaError } from '../errors.js';
+import { addNodeCommands, resumeNodeCommand } from '../node/node-commands.js';
 import { ExitCode, exitCodeOf } from './exit-codes.js';
 import { resumeCommand } from './resume-command.js';
 import { runCommand } from './run-command.js';
@@ -138,8 +139,11 @@ export function buildProgram(): Command {
   withSessionOptions(
     program
       .command('resume')
-      .description('resume frozen tasks in this process, where they stopped')
-      .argument('<snapshot>', 'a snapshot id (or unique prefix) in the store, or an exported snapshot file')
+      .description(
+        'resume frozen tasks in this process, where they stopped; with no argument, start the node daemon again with the tasks `norma suspend` froze',
+      )
+      .argument('[snapshot]', 'a snapshot id (or unique prefix) in the store, or an exported snapshot file')
+      .option('--socket <path>', "with no snapshot: the node's control socket (default: <store>/node.sock)")
       .option(
         '--module <file>',
         'the original module of a task (checked against the snapshot; needed if the store lacks it)',
@@ -147,12 +151,22 @@ export function buildProgram(): Command {
         [],
       ),
   )
-    .addHelpText('after', '\nExit codes as for `norma run`. Example:\n  norma resume 3fa9c1')
+    .addHelpText(
+      'after',
+      '\nExit codes as for `norma run`. Examples:\n  norma resume 3fa9c1\n  norma resume          # after `norma suspend`: the node and all its tasks',
+    )
     .action(
-      action(async (snapshot: string, options: Record<string, unknown>) =>
-        resumeCommand(snapshot, { ...sessionOptions(options, null), modules: options.module as string[] }),
+      action(async (snapshot: string | undefined, options: Record<string, unknown>) =>
+        snapshot === undefined
+          ? resumeNodeCommand(options)
+          : resumeCommand(snapshot, {
+              ...sessionOptions(options, null),
+              modules: options.module as string[],
+            }),
       ),
     );
+
+  addNodeCommands(program, action);
 
   const snapshot = program
     .command('snapshot')

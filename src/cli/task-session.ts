@@ -8,7 +8,7 @@ import { isNormaError } from '../errors.js';
 import type { Kernel, Task } from '../kernel/kernel.js';
 import { frozenExitCode, killedExitCode } from '../kernel/task.js';
 import { CaptureBuffers } from '../snapshot/capture.js';
-import { checkpointTasks, type FreezeStats, freezeTasks } from '../snapshot/freezer.js';
+import { checkpointTasks, type FreezeStats, freezeTasks, prepareFreezer } from '../snapshot/freezer.js';
 import { SnapshotStore } from '../snapshot/store.js';
 
 /** The default store: `$NORMA_STORE`, else the `snapshots/` folder of this norma installation. */
@@ -47,6 +47,7 @@ function reportFailure(error: unknown, what: string): void {
 
 /** Runs until the main task ends (its exit code) or everything is frozen (75). */
 export async function superviseSession(kernel: Kernel, main: Task, options: SessionOptions): Promise<number> {
+  prepareFreezer(); // a freeze may come at any moment (a signal): have both hashing threads ready
   let store: SnapshotStore | undefined;
   let opening: Promise<SnapshotStore> | undefined;
   const openStore = (): Promise<SnapshotStore> => {

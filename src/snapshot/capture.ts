@@ -54,12 +54,20 @@ export class CaptureBuffers {
     const buffer = this.#free.get(task);
     this.#free.delete(task);
     if (buffer !== undefined && buffer.length === bytes) return buffer;
-    return new Uint8Array(bytes);
+    return sharedBytes(bytes);
   }
 
   release(task: number, buffer: Uint8Array): void {
     this.#free.set(task, buffer);
   }
+}
+
+/**
+ * Capture copies live in shared memory, so that the freezer can hash half of their pages on a
+ * worker thread while it hashes the other half (the machine's two cores both work on a freeze).
+ */
+export function sharedBytes(length: number): Uint8Array {
+  return new Uint8Array(new SharedArrayBuffer(length));
 }
 
 export function captureTasks(kernel: Kernel, tasks: readonly Task[], buffers?: CaptureBuffers): Capture {
@@ -70,7 +78,7 @@ export function captureTasks(kernel: Kernel, tasks: readonly Task[], buffers?: C
       throw new Error(`captureTasks: task ${task.state.id} is ${task.state.status}`);
     const globals = task.instance.readGlobals();
     const visible = task.instance.memory.visible();
-    const memory = buffers ? buffers.take(task.state.id, visible.length) : new Uint8Array(visible.length);
+    const memory = buffers ? buffers.take(task.state.id, visible.length) : sharedBytes(visible.length);
     memory.set(visible);
     const state = structuredClone(task.state);
     state.clock = task.clock.capture();

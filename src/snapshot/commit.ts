@@ -42,6 +42,14 @@ export interface CommitStats {
 export interface Commit {
   /** Stores a page (copied before returning); ignored if the store has it or it was already put. */
   putPage(hash: string, bytes: Uint8Array): void;
+  /**
+   * Stores a page WITHOUT copying it: the bytes are written from where they are, so the caller must
+   * leave them unchanged until finish or abort has settled (the freezer's capture copy is its own).
+   * Saves a copy of every page, which costs more than the write itself when the buffers are new.
+   */
+  putPageRef(hash: string, bytes: Uint8Array): void;
+  /** True when this commit already holds the page (put earlier in it). */
+  hasPut(hash: string): boolean;
   /** Stores a blob (copied before returning); ignored if the store has it or it was already put. */
   putBlob(hash: string, bytes: Uint8Array): void;
   /** Makes everything durable and then the snapshot visible, atomically; rolls back on failure. */
@@ -90,6 +98,10 @@ export class PendingCommit implements Commit {
   private fill = 0;
   private buffered: BufferedRecord[] = [];
   private readonly writes: Promise<void>[] = [];
+  /** putPageRef's records: a header buffer and the caller's bytes each, written with writev. */
+  private segments: Uint8Array[] = [];
+  private segmentBytes = 0;
+  private segmentRecords: BufferedRecord[] = [];
 
   constructor(private readonly host: CommitHost) {}
 
@@ -108,6 +120,64 @@ export class PendingCommit implements Commit {
       }
     }
     this.append('page', hash, stored, bytes.length, encoding);
+  }
+
+  hasPut(hash: string): boolean {
+    return this.pages.has(hash);
+  }
+
+  putPageRef(hash: string, bytes: Uint8Array): void {
+    if (this.host.compress) {
+      this.putPage(hash, bytes); // compression makes a new buffer anyway
+      return;
+    }
+    assert.equal(this.state, 'open', 'putPageRef on a commit that is finishing or done');
+    assert.match(hash, pageHashPattern);
+    assert.equal(bytes.length, snapshotPageBytes, 'a page is snapshotPageBytes long');
+    if (this.failure !== null || this.pages.has(hash) || this.host.hasPage(hash)) return;
+    const location = { storedBytes: bytes.length, rawBytes: bytes.length, encoding: 'raw' as RecordEncoding };
+    const header = Buffer.allocUnsafe(recordHeaderBytes);
+    writeRecordHeader(header, 0, 'page', hash, location);
+    this.segments.push(header, bytes);
+    this.segmentRecords.push({ kind: 'page', name: hash, at: this.segmentBytes, ...location });
+    this.segmentBytes += recordHeaderBytes + bytes.length;
+    this.pages.set(hash, { pack: 0, offset: 0, ...location });
+    if (this.segmentBytes >= this.host.pool.bufferBytes) this.flushSegments();
+  }
+
+  /** Appends putPageRef's records to the active pack in one writev. */
+  private flushSegments(): void {
+    const segments = this.segments;
+    const records = this.segmentRecords;
+    const length = this.segmentBytes;
+    this.segments = [];
+    this.segmentRecords = [];
+    this.segmentBytes = 0;
+    if (length === 0 || this.failure !== null) return;
+    let reserved: { pack: PackFile; offset: number };
+    try {
+      reserved = this.host.packs.reserve(length, this);
+    } catch (error) {
+      this.failure = error;
+      return;
+    }
+    const { pack, offset } = reserved;
+    this.packsTouched.add(pack);
+    for (const record of records) {
+      this.pages.set(record.name, {
+        pack: pack.number,
+        offset: offset + record.at,
+        storedBytes: record.storedBytes,
+        rawBytes: record.rawBytes,
+        encoding: record.encoding,
+      });
+    }
+    this.bytesWritten += length;
+    this.writes.push(
+      pack.writeSegments(segments, offset).catch((error: unknown) => {
+        this.failure ??= error;
+      }),
+    );
   }
 
   putBlob(hash: string, bytes: Uint8Array): void {
@@ -166,6 +236,7 @@ export class PendingCommit implements Commit {
 
   /** Appends the buffered records to the active pack: one reservation, one write, issued now. */
   flush(): void {
+    this.flushSegments();
     const buffer = this.buffer;
     if (buffer === null) return;
     const length = this.fill;

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import type { Kernel, Task } from '../kernel/kernel.js';
 import { type Capture, type CaptureBuffers, captureTasks } from './capture.js';
 import { type PageRef, type SnapshotManifest, snapshotFormatVersion, snapshotPageBytes } from './format.js';
+import { HashWorker } from './hash-worker.js';
 import { isZeroPage, loadPageHasher, type PageHasher } from './page-hash.js';
 import type { Commit, SnapshotStore } from './store.js';
 
@@ -44,32 +45,70 @@ interface PageCounter {
   alreadyStored: number;
 }
 
+/** The worker that hashes half of a large freeze's pages (started on first use, then kept; unref'ed while idle). */
+let worker: HashWorker | null = null;
+
+/** Starts the hash worker ahead of a freeze (it takes about 40 ms to start; until then one thread hashes). */
+export function prepareFreezer(): void {
+  worker ??= new HashWorker();
+}
+
+/** True once the hash worker can take half of a freeze's pages. */
+export function freezerReady(): boolean {
+  return worker?.ready ?? false;
+}
+
+/** Pages of a large memory are hashed on two threads from this many non-zero pages on. */
+const parallelHashPagesMin = 32;
+
 /** Page references of `memory`, putting every page the store lacks into the commit. */
-function pageRefs(
+async function pageRefs(
   memory: Uint8Array,
   hasher: PageHasher,
   store: SnapshotStore,
   commit: Commit,
   count: PageCounter,
-): PageRef[] {
-  const refs: PageRef[] = [];
-  const written = new Set<string>();
-  for (let offset = 0; offset < memory.length; offset += snapshotPageBytes) {
-    const page = memory.subarray(offset, offset + snapshotPageBytes);
+): Promise<PageRef[]> {
+  const pages = memory.length / snapshotPageBytes;
+  const refs: PageRef[] = new Array(pages).fill(null);
+  const nonZero: number[] = [];
+  for (let index = 0; index < pages; index++) {
     count.scanned++;
-    if (isZeroPage(page)) {
-      count.zero++;
-      refs.push(null);
-      continue;
-    }
-    const hash = hasher.hash(page);
-    refs.push(hash);
-    if (store.hasPage(hash) || written.has(hash)) {
+    if (isZeroPage(memory.subarray(index * snapshotPageBytes, (index + 1) * snapshotPageBytes))) count.zero++;
+    else nonZero.push(index);
+  }
+  // The worker takes the second half when it can (shared memory, enough pages, started).
+  let split = nonZero.length;
+  let remote: Promise<string[]> | null = null;
+  if (worker?.ready && memory.buffer instanceof SharedArrayBuffer && nonZero.length >= parallelHashPagesMin) {
+    split = nonZero.length >> 1;
+    const spans = new Uint32Array((nonZero.length - split) * 2);
+    nonZero.slice(split).forEach((index, i) => {
+      spans[i * 2] = memory.byteOffset + index * snapshotPageBytes;
+      spans[i * 2 + 1] = snapshotPageBytes;
+    });
+    remote = worker.hash(memory.buffer, spans).catch(() => null as unknown as string[]);
+  }
+  const put = (index: number, hash: string): void => {
+    refs[index] = hash;
+    if (store.hasPage(hash) || commit.hasPut(hash)) {
       count.alreadyStored++;
-      continue;
+      return;
     }
-    written.add(hash);
-    commit.putPage(hash, page);
+    // The capture copy stays untouched until the commit settles: no copy of the page is made.
+    commit.putPageRef(hash, memory.subarray(index * snapshotPageBytes, (index + 1) * snapshotPageBytes));
+  };
+  for (const index of nonZero.slice(0, split)) {
+    put(index, hasher.hash(memory.subarray(index * snapshotPageBytes, (index + 1) * snapshotPageBytes)));
+  }
+  if (remote !== null) {
+    const hashes = await remote;
+    nonZero.slice(split).forEach((index, i) => {
+      const hash =
+        hashes?.[i] ??
+        hasher.hash(memory.subarray(index * snapshotPageBytes, (index + 1) * snapshotPageBytes));
+      put(index, hash);
+    });
   }
   return refs;
 }
@@ -85,9 +124,10 @@ export async function writeSnapshot(
   try {
     const hashStarted = performance.now();
     const count: PageCounter = { scanned: 0, zero: 0, alreadyStored: 0 };
-    const tasks = capture.tasks.map((task) => {
+    const tasks = [];
+    for (const task of capture.tasks) {
       if (!store.hasBlob(task.image.imageHash)) commit.putBlob(task.image.imageHash, task.image.bytes);
-      return {
+      tasks.push({
         state: task.state,
         module: {
           originalHash: task.image.moduleHash,
@@ -96,17 +136,20 @@ export async function writeSnapshot(
         },
         memory: {
           visibleBytes: task.memory.length,
-          pages: pageRefs(task.memory, hasher, store, commit, count),
+          pages: await pageRefs(task.memory, hasher, store, commit, count),
         },
         globals: [...task.globals],
-      };
-    });
-    const objects = capture.memoryObjects.objects.map((object) => ({
-      id: object.id,
-      size: object.size,
-      portId: object.portId,
-      pages: pageRefs(object.data, hasher, store, commit, count),
-    }));
+      });
+    }
+    const objects = [];
+    for (const object of capture.memoryObjects.objects) {
+      objects.push({
+        id: object.id,
+        size: object.size,
+        portId: object.portId,
+        pages: await pageRefs(object.data, hasher, store, commit, count),
+      });
+    }
     const hashMs = performance.now() - hashStarted;
     const manifest: SnapshotManifest = {
       format: 'norma.snapshot',

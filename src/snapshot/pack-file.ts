@@ -181,6 +181,47 @@ export class PackFile {
     });
   }
 
+  /**
+   * Writes the segments one after the other from `position` with writev (no copying them into one
+   * buffer first); loops over short writes like `write`.
+   */
+  writeSegments(segments: readonly Uint8Array[], position: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const step = (remaining: Uint8Array[], at: number): void => {
+        if (remaining.length === 0) {
+          resolve();
+          return;
+        }
+        // IOV_MAX is 1024 on Linux: write at most that many segments per call.
+        const batch = remaining.slice(0, 1024);
+        fs.writev(this.fd, batch, at, (error, written) => {
+          if (error) {
+            reject(error);
+            return;
+          }
+          if (written === 0) {
+            reject(Object.assign(new Error('write made no progress'), { code: 'ENOSPC' }));
+            return;
+          }
+          let left = written;
+          const rest = [...remaining];
+          while (left > 0 && rest.length > 0) {
+            const first = rest[0]!;
+            if (first.length <= left) {
+              left -= first.length;
+              rest.shift();
+            } else {
+              rest[0] = first.subarray(left);
+              left = 0;
+            }
+          }
+          step(rest, at + written);
+        });
+      };
+      step([...segments], position);
+    });
+  }
+
   /** Reads `length` bytes at `position` into `target`; fewer only at the end of the file. */
   read(target: Uint8Array, length: number, position: number): Promise<number> {
     if (this.fd < 0)

@@ -18,6 +18,8 @@
  *   2. the manifest: tmp/ file, fsync, rename into manifests/, fsync of manifests/;
  *   3. one synced catalogue batch: the index entries of the new pages and blobs, the new committed
  *      length of each pack, and the snapshot's entry. The snapshot is visible from here on.
+ * The index entries land with the snapshot's entry rather than before the manifest: then a commit
+ * that fails at any step before 3 has nothing in the catalogue, and its pack bytes can be cut off.
  * The catalogue is the single source of truth; at open, the store repairs what a crash left:
  * packs are cut back to their committed length (a torn or uncommitted tail), pack files the
  * catalogue does not list are deleted (a commit or a gc rewrite that never landed), manifests
@@ -28,6 +30,8 @@
  * its manifest file removed) and the store stays usable. Reads re-hash every page (xxh128) and
  * blob (sha256) and check each record's header against the catalogue; manifests are checked
  * against the length and xxh128 the catalogue recorded, then decoded (which validates them).
+ * Reads are sorted by pack offset and merged into ~4 MiB ranges read ahead of the hashing, half of
+ * which runs on a worker thread (hash-worker.ts), so verifying costs little more than reading.
  *
  * gc runs when no commit is open, and pins every page `hasPage` reports while it works, so a commit
  * that starts meanwhile never refers to a page gc is about to drop. Call hasPage/hasBlob while a

@@ -1,0 +1,440 @@
+/**
+ * The command line of the node daemon: `norma node start | stop | status`, and `norma spawn | ps |
+ * logs | freeze | thaw | kill | suspend` and `norma resume` (no argument), which talk to a running
+ * node over its control socket (found from --store, or given with --socket).
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, existsSync, promises as fs, openSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type Command, InvalidArgumentError } from 'commander';
+import { defaultStoreDirectory } from '../cli/task-session.js';
+import { type ErrorCode, errorCodes, isNormaError, NormaError } from '../errors.js';
+import { makeDirectories } from '../snapshot/disk.js';
+import { ControlClient, callNode, probeSocket } from './control-client.js';
+import type { Results, TaskInfo, TaskRef } from './control-protocol.js';
+import { daemonLog, NodeDaemon } from './daemon.js';
+import { type NodePaths, nodePaths } from './node-files.js';
+
+type Options = Record<string, unknown>;
+type Action = <A extends unknown[]>(body: (...args: A) => Promise<number>) => (...args: A) => Promise<void>;
+
+/** How long `--detach` and `norma resume` wait for a new node to answer. */
+const startTimeoutMs = 30_000;
+
+const print = (text: string): void => {
+  process.stdout.write(`${text}\n`);
+};
+
+function pathsOf(options: Options): NodePaths {
+  return nodePaths((options.store as string | undefined) ?? defaultStoreDirectory(), {
+    socket: options.socket as string | undefined,
+    pidFile: options.pidFile as string | undefined,
+    log: options.log as string | undefined,
+  });
+}
+
+const json = (options: Options): boolean => Boolean(options.json);
+
+// ---------------------------------------------------------------------------------------------
+// Starting and stopping the node
+// ---------------------------------------------------------------------------------------------
+
+/** What a new node found: the tasks a dead node left, the suspend point. */
+function printStartReport(status: Results['status']): void {
+  for (const task of status.recoverable) {
+    if (task.status !== 'lost') continue;
+    if (task.lastSnapshot === null)
+      print(`lost: ${task.name} (task ${task.id}): no snapshot to recover from`);
+    else
+      print(
+        `recoverable: ${task.name} (last snapshot ${task.lastSnapshot}): norma thaw ${task.lastSnapshot}`,
+      );
+  }
+  if (status.suspended !== null) {
+    print(
+      `suspended: ${status.suspended.tasks} task(s) in snapshot ${status.suspended.snapshot}: norma resume`,
+    );
+  }
+}
+
+export async function nodeStartCommand(options: Options): Promise<number> {
+  const paths = pathsOf(options);
+  if (options.detach) {
+    const status = await startDetached(paths);
+    if (json(options)) print(JSON.stringify(status));
+    else {
+      print(`node started (pid ${status.pid})`);
+      printStartReport(status);
+    }
+    return 0;
+  }
+  const daemon = await NodeDaemon.start(
+    { store: paths.store, socket: paths.socket, pidFile: paths.pidFile },
+    daemonLog,
+  );
+  const status = await daemon.status();
+  if (json(options)) print(JSON.stringify(status));
+  else printStartReport(status);
+  await daemon.stopped;
+  // Everything is closed; a stray handle must not keep a stopped node's process alive.
+  setTimeout(() => process.exit(process.exitCode ?? 0), 2000).unref();
+  return 0;
+}
+
+/**
+ * Starts the node in the background: this same command without --detach, in its own session, its
+ * output appended to the log file. Returns once its socket answers (or fails with its error).
+ */
+async function startDetached(paths: NodePaths): Promise<Results['status']> {
+  await NodeDaemon.claimSocket(paths.socket);
+  await makeDirectories(paths.store);
+  await makeDirectories(dirname(paths.log));
+  const logStart = await fs.stat(paths.log).then(
+    (stat) => stat.size,
+    () => 0,
+  );
+  const out = openSync(paths.log, 'a', 0o600);
+  const cli = fileURLToPath(new URL('../cli/main.js', import.meta.url));
+  const args = [
+    'node',
+    'start',
+    '--store',
+    paths.store,
+    '--socket',
+    paths.socket,
+    '--pid-file',
+    paths.pidFile,
+  ];
+  const child = spawn(process.execPath, [cli, ...args], { detached: true, stdio: ['ignore', out, out] });
+  closeSync(out);
+  let exit: number | null = null;
+  child.on('exit', (code, signal) => {
+    exit = code ?? (signal === null ? 1 : 128);
+  });
+  child.on('error', () => {
+    exit = 1;
+  });
+  child.unref();
+  const deadline = Date.now() + startTimeoutMs;
+  while (Date.now() < deadline) {
+    if (exit !== null) throw await startFailure(paths.log, logStart, exit);
+    try {
+      const status = await callNode(paths.socket, 'status', {});
+      if (status.pid === child.pid) return status;
+    } catch (error) {
+      if (!isNormaError(error, 'NODE_NOT_RUNNING')) throw error;
+    }
+    await new Promise((done) => setTimeout(done, 50));
+  }
+  throw new NormaError('NODE_NOT_RUNNING', `the node did not answer on ${paths.socket} within 30 s`, {
+    hint: `See its log: ${paths.log}`,
+  });
+}
+
+/** The error a node that exited at start reported in its log (as the CLI prints it). */
+async function startFailure(log: string, from: number, code: number): Promise<Error> {
+  const text = (await fs.readFile(log, 'utf8').catch(() => '')).slice(from);
+  const reported = /^norma: ([A-Z_]+): (.*)$/m.exec(text);
+  if (reported !== null && Object.hasOwn(errorCodes, reported[1]!)) {
+    return new NormaError(reported[1] as ErrorCode, reported[2]!);
+  }
+  return new Error(`the node exited with code ${code} at start; its log (${log}) says:\n${text.trim()}`);
+}
+
+export async function nodeStopCommand(options: Options): Promise<number> {
+  const result = await callNode(pathsOf(options).socket, 'stop', {});
+  if (json(options)) print(JSON.stringify(result));
+  else print(`node stopped (${result.killed} task(s) killed)`);
+  return 0;
+}
+
+export async function nodeStatusCommand(options: Options): Promise<number> {
+  const status = await callNode(pathsOf(options).socket, 'status', {});
+  if (json(options)) print(JSON.stringify(status));
+  else {
+    const up = ((Date.now() - status.startedAtMs) / 1000).toFixed(0);
+    print(`node ${status.nodeId} (pid ${status.pid}), up ${up} s`);
+    print(`socket ${status.socket}`);
+    print(`store ${status.store}`);
+    printStartReport(status);
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tasks
+// ---------------------------------------------------------------------------------------------
+
+function parseEnv(pairs: readonly string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const pair of pairs) {
+    const equals = pair.indexOf('=');
+    if (equals <= 0) throw new NormaError('USAGE', `--env takes NAME=VALUE, got "${pair}"`);
+    env[pair.slice(0, equals)] = pair.slice(equals + 1);
+  }
+  return env;
+}
+
+export async function spawnCommand(module: string, args: string[], options: Options): Promise<number> {
+  const path = resolve(module);
+  if (!existsSync(path)) throw new NormaError('FILE_NOT_FOUND', `cannot read ${module}: ENOENT`);
+  const result = await callNode(pathsOf(options).socket, 'spawn', {
+    module: path,
+    args,
+    env: parseEnv(options.env as string[]),
+    preempt: Boolean(options.preempt),
+    keep: options.keep as number,
+    ...(options.name === undefined ? {} : { name: options.name as string }),
+    ...(options.checkpointEvery === undefined
+      ? {}
+      : { checkpointEveryMs: options.checkpointEvery as number }),
+  });
+  print(json(options) ? JSON.stringify(result) : String(result.id));
+  return 0;
+}
+
+function statusText(task: TaskInfo): string {
+  if (task.status === 'exited' && task.exit !== null) {
+    return task.exit.trap === null ? `exited(${task.exit.code})` : `trapped(${task.exit.trap})`;
+  }
+  return task.status;
+}
+
+function memoryText(bytes: number): string {
+  return bytes === 0 ? '-' : `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+export async function psCommand(options: Options): Promise<number> {
+  const { tasks } = await callNode(pathsOf(options).socket, 'ps', {});
+  if (json(options)) {
+    print(JSON.stringify({ tasks }));
+    return 0;
+  }
+  if (tasks.length === 0) {
+    print('no tasks');
+    return 0;
+  }
+  const rows = [
+    ['ID', 'NAME', 'STATUS', 'THREADS', 'MEMORY', 'LAST SNAPSHOT', 'CHECKPOINTS'],
+    ...tasks.map((task) => [
+      String(task.id),
+      task.name,
+      statusText(task),
+      task.status === 'running' ? String(task.threads) : '-',
+      memoryText(task.memoryBytes),
+      task.lastSnapshot ?? '-',
+      task.checkpoint === null
+        ? '-'
+        : `every ${task.checkpoint.everyMs} ms, ${task.checkpoint.kept.length}/${task.checkpoint.keep} kept`,
+    ]),
+  ];
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
+  for (const row of rows)
+    print(
+      row
+        .map((cell, column) => cell.padEnd(widths[column]!))
+        .join('  ')
+        .trimEnd(),
+    );
+  return 0;
+}
+
+export async function logsCommand(task: string, options: Options): Promise<number> {
+  const client = await ControlClient.connect(pathsOf(options).socket);
+  try {
+    const result = await client.stream('logs', { task, follow: Boolean(options.follow) }, (event) => {
+      if (json(options)) print(JSON.stringify(event));
+      else
+        (event.stream === 'stderr' ? process.stderr : process.stdout).write(
+          Buffer.from(event.data, 'base64'),
+        );
+    });
+    if (json(options)) print(JSON.stringify(result));
+  } finally {
+    client.close();
+  }
+  return 0;
+}
+
+export async function freezeCommand(task: string, options: Options): Promise<number> {
+  const result = await callNode(pathsOf(options).socket, 'freeze', { task });
+  print(json(options) ? JSON.stringify(result) : `frozen ${result.snapshot}`);
+  return 0;
+}
+
+function printTasks(tasks: readonly TaskRef[], suffix = ''): void {
+  for (const task of tasks) print(`${task.id} ${task.name}${suffix}`);
+}
+
+export async function thawCommand(snapshot: string, options: Options): Promise<number> {
+  const result = await callNode(pathsOf(options).socket, 'thaw', { snapshot });
+  if (json(options)) print(JSON.stringify(result));
+  else printTasks(result.tasks);
+  return 0;
+}
+
+export async function killCommand(task: string, options: Options): Promise<number> {
+  const result = await callNode(pathsOf(options).socket, 'kill', { task });
+  if (json(options)) print(JSON.stringify(result));
+  else print(`${result.action} ${result.task.id} ${result.task.name}`);
+  return 0;
+}
+
+export async function suspendCommand(options: Options): Promise<number> {
+  const result = await callNode(pathsOf(options).socket, 'suspend', {});
+  if (json(options)) print(JSON.stringify(result));
+  else print(result.snapshot === null ? 'suspended (no tasks)' : `suspended ${result.snapshot}`);
+  return 0;
+}
+
+/** `norma resume` with no argument: starts the node if needed and thaws its suspend point. */
+export async function resumeNodeCommand(options: Options): Promise<number> {
+  const paths = pathsOf(options);
+  let started: Results['status'] | null = null;
+  if ((await probeSocket(paths.socket)) !== 'alive') {
+    if (!existsSync(paths.suspendRecord)) {
+      throw new NormaError('NODE_NOT_SUSPENDED', `no suspend point in ${paths.store}`);
+    }
+    started = await startDetached(paths);
+    if (!json(options)) print(`node started (pid ${started.pid})`);
+  }
+  const result = await callNode(paths.socket, 'resumeSuspended', {});
+  if (json(options)) print(JSON.stringify({ ...result, started: started?.pid ?? null }));
+  else {
+    printTasks(result.tasks);
+    printTasks(result.frozen, ' (frozen, as before the suspend)');
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Registration
+// ---------------------------------------------------------------------------------------------
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+function wholeNumber(minimum: number) {
+  return (value: string): number => {
+    const number = Number(value);
+    if (!Number.isInteger(number) || number < minimum)
+      throw new InvalidArgumentError(`expected a whole number ≥ ${minimum}`);
+    return number;
+  };
+}
+
+/** --store, --socket, --json: how every node command finds the node. */
+export function withNodeOptions(command: Command): Command {
+  return command
+    .option('--store <dir>', "the node's store (default: $NORMA_STORE, else snapshots/ of norma)")
+    .option('--socket <path>', "the node's control socket (default: <store>/node.sock)")
+    .option('--json', 'machine-readable output (errors too, on stderr)', false);
+}
+
+export function addNodeCommands(program: Command, action: Action): void {
+  const node = program.command('node').description('start, stop and inspect the local node daemon');
+  withNodeOptions(node.command('start').description('start the node (in the foreground unless --detach)'))
+    .option('--detach', 'run in the background; print `node started (pid N)` once it answers', false)
+    .option('--log <file>', "with --detach: the node's own messages (default: <store>/node.log)")
+    .option('--pid-file <file>', "the node's pid while it runs (default: <store>/node.pid)")
+    .addHelpText(
+      'after',
+      [
+        '',
+        'The node listens on a Unix socket only its owner can use (mode 0600). In the foreground it logs',
+        'on stderr and SIGINT/SIGTERM stop it (its tasks are killed). Tasks a previous node left running',
+        'when it died are listed as `recoverable: <name> (last snapshot <id>): norma thaw <id>`.',
+        'Examples:',
+        '  norma node start --detach',
+        '  norma node start --store /tmp/store --socket /tmp/norma.sock',
+      ].join('\n'),
+    )
+    .action(action(async (options: Options) => nodeStartCommand(options)));
+  withNodeOptions(node.command('stop').description('kill every task of the node and stop it')).action(
+    action(async (options: Options) => nodeStopCommand(options)),
+  );
+  withNodeOptions(
+    node.command('status').description("the node's pid, id, socket, store, and what it recovered"),
+  ).action(action(async (options: Options) => nodeStatusCommand(options)));
+
+  withNodeOptions(
+    program
+      .command('spawn')
+      .description('start a task on the node; prints its id')
+      .argument('<module>', 'path of the .wasm module (read by the node)')
+      .argument('[args...]', 'arguments for the task (put them after --)')
+      .option('--name <name>', 'the task name (default: the module file name)')
+      .option('--preempt', 'insert safepoints so pure computation is time-sliced (and freezable)', false)
+      .option('--env <NAME=VALUE>', 'an environment variable of the task (repeatable)', collect, [])
+      .option(
+        '--checkpoint-every <ms>',
+        'checkpoint the task periodically, without stopping it',
+        wholeNumber(10),
+      )
+      .option('--keep <n>', 'with --checkpoint-every: how many checkpoints to keep', wholeNumber(1), 3),
+  )
+    .addHelpText(
+      'after',
+      [
+        '',
+        "The task's stdin is empty; its stdout and stderr go to <store>/logs/<name>-<id>.log (`norma logs`).",
+        'Examples:',
+        '  norma spawn tasks/build/counter-server.wasm',
+        '  norma spawn --checkpoint-every 1000 --keep 5 tasks/build/counter-client.wasm -- 100 keep',
+      ].join('\n'),
+    )
+    .action(
+      action(async (module: string, args: string[], options: Options) => spawnCommand(module, args, options)),
+    );
+
+  withNodeOptions(
+    program.command('ps').description("the node's tasks: status, threads, memory, last snapshot"),
+  )
+    .addHelpText(
+      'after',
+      '\nStatus: running, frozen, exited(code), trapped(kind), killed, lost (its node died: `norma thaw` its\nlast snapshot), suspended (`norma resume`).',
+    )
+    .action(action(async (options: Options) => psCommand(options)));
+
+  withNodeOptions(
+    program
+      .command('logs')
+      .description("a task's stdout and stderr")
+      .argument('<task>', 'task id or name')
+      .option('-f, --follow', 'go on printing what it prints, until it ends', false),
+  ).action(action(async (task: string, options: Options) => logsCommand(task, options)));
+
+  withNodeOptions(
+    program
+      .command('freeze')
+      .description('freeze a running task into a snapshot; its ports keep queueing messages')
+      .argument('<task>', 'task id or name'),
+  )
+    .addHelpText('after', '\nPrints `frozen <snapshot-id>`; `norma thaw <snapshot-id>` continues it.')
+    .action(action(async (task: string, options: Options) => freezeCommand(task, options)));
+
+  withNodeOptions(
+    program
+      .command('thaw')
+      .description('restore a snapshot of the store into the node; prints `<id> <name>` per task')
+      .argument('<snapshot>', 'snapshot id or unique prefix'),
+  ).action(action(async (snapshot: string, options: Options) => thawCommand(snapshot, options)));
+
+  withNodeOptions(
+    program
+      .command('kill')
+      .description('kill a running task, drop a frozen one, or forget an ended or lost one')
+      .argument('<task>', 'task id or name'),
+  ).action(action(async (task: string, options: Options) => killCommand(task, options)));
+
+  withNodeOptions(
+    program
+      .command('suspend')
+      .description('freeze every task of the node as one group snapshot and stop the node'),
+  )
+    .addHelpText(
+      'after',
+      '\nPrints `suspended <snapshot-id>`; `norma resume` (no argument) starts the node again with them.',
+    )
+    .action(action(async (options: Options) => suspendCommand(options)));
+}

@@ -1,0 +1,678 @@
+/**
+ * The tasks of a node and what can be done to them: spawn, freeze, thaw, kill, periodic checkpoints,
+ * suspending all of them as one group and resuming that group. Each task has an entry that outlives
+ * its kernel task (frozen, ended, lost), is written to the journal on every change, and carries the
+ * task's log across freezes, thaws and node restarts.
+ *
+ * Identity: a task keeps its id while it is frozen and thawed on the same node (the kernel keeps its
+ * IPC space). A snapshot thawed anywhere else gives new ids; the entry it came from (same node id and
+ * task id in the journal: a lost or suspended task) is carried over to the new id with its name, log,
+ * module and checkpoint settings. Task ids are never reused within a store: a new node starts its
+ * ids above every id its journal holds.
+ *
+ * Operations that change tasks run one at a time (`#exclusive`); a periodic checkpoint runs beside
+ * them, and a freeze, suspend or stop waits for the checkpoint in flight of the tasks it takes.
+ */
+import { readFile, rm } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { NormaError } from '../errors.js';
+import type { Kernel, SpawnOptions, Task } from '../kernel/kernel.js';
+import type { TaskExit } from '../kernel/task.js';
+import { CaptureBuffers } from '../snapshot/capture.js';
+import { checkpointTasks, freezeTasks } from '../snapshot/freezer.js';
+import { Mutex } from '../snapshot/mutex.js';
+import { restoreSnapshot } from '../snapshot/restorer.js';
+import type { SnapshotStore } from '../snapshot/store.js';
+import type { Params, RecoverableTask, Results, TaskInfo, TaskRef, TaskStatus } from './control-protocol.js';
+import type { RequestContext } from './control-server.js';
+import {
+  type NodePaths,
+  readJson,
+  type SuspendRecord,
+  suspendRecordSchema,
+  writeJsonAtomically,
+} from './node-files.js';
+import { type Journal, type JournalEntry, JournalWriter } from './task-journal.js';
+import { TaskLog } from './task-log.js';
+
+interface Entry {
+  id: number;
+  nodeId: string;
+  name: string;
+  module: string | null;
+  args: string[];
+  preempt: boolean;
+  status: TaskStatus;
+  exit: TaskExit | null;
+  lastSnapshot: string | null;
+  checkpoint: { everyMs: number; keep: number } | null;
+  checkpoints: string[];
+  checkpointsTaken: number;
+  log: TaskLog;
+  /** The kernel task while it runs. */
+  task: Task | null;
+  timer: NodeJS.Timeout | null;
+  /** The periodic checkpoint in flight. */
+  busy: Promise<void> | null;
+  buffers: CaptureBuffers | null;
+}
+
+/** A name from a snapshot or a file name, made fit for a log file name. */
+function safeName(name: string): string {
+  const cleaned = name.replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '');
+  return cleaned.slice(0, 64) || 'task';
+}
+
+function stopping(): NormaError {
+  return new NormaError('NODE_NOT_RUNNING', 'the node is stopping');
+}
+
+export class NodeTasks {
+  readonly #entries = new Map<number, Entry>();
+  readonly #exclusive = new Mutex();
+  readonly #journal: JournalWriter;
+  #stopping = false;
+
+  constructor(
+    private readonly kernel: Kernel,
+    private readonly store: SnapshotStore,
+    private readonly paths: NodePaths,
+    private readonly log: (message: string) => void,
+  ) {
+    this.#journal = new JournalWriter(paths.journal, () => this.#journalContents(), log);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Start: what the previous node left
+  // -------------------------------------------------------------------------------------------
+
+  /**
+   * Takes over the journal of the previous node: tasks it had running or frozen were lost with it
+   * (it died without stopping them) and are offered with their last snapshot; suspended tasks wait
+   * for `norma resume`; ended tasks are forgotten.
+   */
+  async adoptJournal(previous: readonly JournalEntry[]): Promise<void> {
+    let maxId = 0;
+    for (const old of previous) {
+      maxId = Math.max(maxId, old.id);
+      const status: TaskStatus | null =
+        old.status === 'running' || old.status === 'frozen' || old.status === 'lost'
+          ? 'lost'
+          : old.status === 'suspended'
+            ? 'suspended'
+            : null;
+      if (status === null) continue;
+      this.#entries.set(old.id, {
+        ...old,
+        exit: old.exit as TaskExit | null,
+        status,
+        log: new TaskLog(old.log === '' ? null : old.log, this.log),
+        task: null,
+        timer: null,
+        busy: null,
+        buffers: null,
+      });
+    }
+    // Ids of this node start above every id the store's journal has seen.
+    while (maxId > 0 && this.kernel.allocateTaskId() < maxId) {}
+    await this.#journal.write();
+  }
+
+  recoverable(): RecoverableTask[] {
+    return [...this.#entries.values()]
+      .filter((entry) => entry.status === 'lost' || entry.status === 'suspended')
+      .map((entry) => ({
+        id: entry.id,
+        name: entry.name,
+        status: entry.status as 'lost' | 'suspended',
+        lastSnapshot: entry.lastSnapshot,
+      }));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Listing
+  // -------------------------------------------------------------------------------------------
+
+  list(): TaskInfo[] {
+    return [...this.#entries.values()].sort((a, b) => a.id - b.id).map((entry) => this.#info(entry));
+  }
+
+  #info(entry: Entry): TaskInfo {
+    const task = entry.task;
+    return {
+      id: entry.id,
+      name: entry.name,
+      status: entry.status,
+      exit: entry.exit,
+      threads: task === null ? 0 : task.state.threads.filter((t) => t.status !== 'exited').length,
+      memoryBytes: task === null ? 0 : task.instance.memory.visible().length,
+      lastSnapshot: entry.lastSnapshot,
+      checkpoint:
+        entry.checkpoint === null
+          ? null
+          : { ...entry.checkpoint, kept: [...entry.checkpoints], taken: entry.checkpointsTaken },
+      module: entry.module,
+      preempt: entry.preempt,
+      log: entry.log.path ?? '',
+    };
+  }
+
+  #ref(entry: Entry): TaskRef {
+    return { id: entry.id, name: entry.name };
+  }
+
+  /** A task by id or name (a name several live tasks share must be given as an id). */
+  #find(ref: string): Entry {
+    if (/^\d+$/.test(ref)) {
+      const entry = this.#entries.get(Number(ref));
+      if (entry !== undefined) return entry;
+    }
+    const named = [...this.#entries.values()].filter((entry) => entry.name === ref);
+    const live = named.filter((entry) => entry.status === 'running' || entry.status === 'frozen');
+    if (live.length > 1) {
+      throw new NormaError(
+        'TASK_NOT_FOUND',
+        `${live.length} tasks are named ${ref} (ids ${live.map((e) => e.id).join(', ')})`,
+        { hint: 'Name the task by its id (`norma ps`).' },
+      );
+    }
+    const entry = live[0] ?? named.sort((a, b) => b.id - a.id)[0];
+    if (entry === undefined) throw new NormaError('TASK_NOT_FOUND', `no task ${ref} on this node`);
+    return entry;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Spawn, freeze, thaw, kill
+  // -------------------------------------------------------------------------------------------
+
+  spawn(params: Params<'spawn'>): Promise<Results['spawn']> {
+    return this.#run(async () => {
+      let module: Uint8Array<ArrayBuffer>;
+      try {
+        module = new Uint8Array(await readFile(params.module));
+      } catch (error) {
+        throw new NormaError(
+          'FILE_NOT_FOUND',
+          `the node cannot read ${params.module}: ${(error as NodeJS.ErrnoException).code ?? error}`,
+        );
+      }
+      const name = params.name ?? safeName(basename(params.module, '.wasm'));
+      const log = new TaskLog(null, this.log);
+      const task = await this.kernel.spawn({
+        module,
+        name,
+        args: [basename(params.module), ...params.args],
+        env: params.env,
+        stdin: new Uint8Array(0),
+        preempt: params.preempt,
+        ...this.#io(log),
+      });
+      const entry: Entry = {
+        id: task.state.id,
+        nodeId: this.kernel.nodeId,
+        name,
+        module: params.module,
+        args: params.args,
+        preempt: params.preempt,
+        status: 'running',
+        exit: null,
+        lastSnapshot: null,
+        checkpoint:
+          params.checkpointEveryMs === undefined
+            ? null
+            : { everyMs: params.checkpointEveryMs, keep: params.keep },
+        checkpoints: [],
+        checkpointsTaken: 0,
+        log,
+        task: null,
+        timer: null,
+        busy: null,
+        buffers: null,
+      };
+      this.#entries.set(entry.id, entry);
+      await log.open(join(this.paths.logsDirectory, `${name}-${entry.id}.log`));
+      this.#started(entry, task);
+      await this.#journal.write();
+      this.log(`spawned ${name} (task ${entry.id}) from ${params.module}`);
+      return this.#ref(entry);
+    });
+  }
+
+  freeze(params: Params<'freeze'>): Promise<Results['freeze']> {
+    return this.#run(async () => {
+      const entry = this.#find(params.task);
+      await this.#quiesce([entry]);
+      const task = this.#runningTask(entry);
+      try {
+        const { manifest } = await freezeTasks(this.kernel, this.store, [task], {
+          kind: 'task',
+          label: entry.name,
+          parent: entry.lastSnapshot,
+        });
+        entry.lastSnapshot = manifest.id;
+        entry.status = 'frozen';
+      } catch (error) {
+        this.#startCheckpoints(entry);
+        throw error;
+      }
+      await this.#journal.write();
+      this.log(`froze ${entry.name} (task ${entry.id}) into ${entry.lastSnapshot}`);
+      return { snapshot: entry.lastSnapshot, task: this.#ref(entry) };
+    });
+  }
+
+  thaw(params: Params<'thaw'>): Promise<Results['thaw']> {
+    return this.#run(async () => {
+      const { snapshot, restored } = await this.#thaw(params.snapshot, () => undefined);
+      await this.#journal.write();
+      this.log(`thawed ${snapshot}: ${restored.map((e) => `${e.name} (task ${e.id})`).join(', ')}`);
+      return { snapshot, tasks: restored.map((entry) => this.#ref(entry)) };
+    });
+  }
+
+  /**
+   * Restores a snapshot into the kernel and gives each task an entry (carried over from the one it
+   * was frozen, lost or suspended as, else a new one). `afterRestore` runs before any restored
+   * thread can: it may pause some of them.
+   */
+  async #thaw(
+    idOrPrefix: string,
+    afterRestore: (pairs: readonly { oldId: number; entry: Entry; task: Task }[]) => void,
+  ): Promise<{ snapshot: string; restored: Entry[] }> {
+    const id = await this.store.resolveId(idOrPrefix);
+    const manifest = await this.store.readManifest(id);
+    const sameNode = manifest.node.id === this.kernel.nodeId;
+    const entries = manifest.tasks.map((record): { entry: Entry; inherited: boolean } => {
+      const oldId = record.state.id;
+      const previous = this.#entries.get(oldId);
+      if (previous !== undefined && previous.nodeId === manifest.node.id) {
+        if (
+          previous.status === 'frozen' &&
+          sameNode &&
+          this.kernel.isDetached(oldId) &&
+          previous.lastSnapshot !== id
+        ) {
+          throw new NormaError(
+            'SNAPSHOT_CONFLICT',
+            `task ${previous.name} (${oldId}) is frozen on this node at snapshot ${previous.lastSnapshot}, not ${id}`,
+            { hint: `Thaw ${previous.lastSnapshot}, or kill the task first to go back to ${id}.` },
+          );
+        }
+        if (previous.status === 'frozen' || previous.status === 'lost' || previous.status === 'suspended') {
+          return { entry: previous, inherited: true };
+        }
+      }
+      const name = safeName(record.state.name);
+      return {
+        inherited: false,
+        entry: {
+          id: oldId,
+          nodeId: manifest.node.id,
+          name,
+          module: null,
+          args: [],
+          preempt: record.state.preemptible,
+          status: 'frozen',
+          exit: null,
+          lastSnapshot: id,
+          checkpoint: null,
+          checkpoints: [],
+          checkpointsTaken: 0,
+          log: new TaskLog(null, this.log),
+          task: null,
+          timer: null,
+          busy: null,
+          buffers: null,
+        },
+      };
+    });
+    for (const { entry, inherited } of entries)
+      if (inherited && entry.log.path !== null) await entry.log.open(entry.log.path);
+    const result = await restoreSnapshot(this.kernel, this.store, id, (_record, index) =>
+      this.#io(entries[index]!.entry.log),
+    );
+    const pairs = result.tasks.map((task, index) => ({
+      oldId: manifest.tasks[index]!.state.id,
+      entry: entries[index]!.entry,
+      task,
+    }));
+    afterRestore(pairs);
+    for (const { entry, task, oldId } of pairs) {
+      // A task that read stdin from a terminal before it was frozen reads an empty, closed one here.
+      if (!task.state.wasi.stdin.eof) this.kernel.writeStdin(task, new Uint8Array(0), true);
+      if (this.#entries.get(oldId) === entry) this.#entries.delete(oldId);
+      entry.id = task.state.id;
+      entry.nodeId = this.kernel.nodeId;
+      entry.exit = null;
+      entry.lastSnapshot = id;
+      this.#entries.set(entry.id, entry);
+      if (entry.log.path === null)
+        await entry.log.open(join(this.paths.logsDirectory, `${entry.name}-${entry.id}.log`));
+      this.#started(entry, task);
+    }
+    return { snapshot: id, restored: pairs.map((pair) => pair.entry) };
+  }
+
+  kill(params: Params<'kill'>): Promise<Results['kill']> {
+    return this.#run(async () => {
+      const entry = this.#find(params.task);
+      const ref = this.#ref(entry);
+      let action: Results['kill']['action'];
+      if (entry.status === 'running') {
+        const task = entry.task!;
+        this.kernel.kill(task);
+        this.#end(entry, 'killed', task.state.exit);
+        action = 'killed';
+      } else if (entry.status === 'frozen') {
+        this.kernel.dropDetached(entry.id);
+        this.#end(entry, 'killed', null);
+        action = 'dropped';
+      } else {
+        this.#entries.delete(entry.id);
+        action = 'forgotten';
+      }
+      await this.#journal.write();
+      this.log(`${action} ${entry.name} (task ${entry.id})`);
+      return { task: ref, action };
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Logs
+  // -------------------------------------------------------------------------------------------
+
+  async logs(params: Params<'logs'>, context: RequestContext): Promise<Results['logs']> {
+    const entry = this.#find(params.task);
+    const { bytes, exit } = await entry.log.replay(context.emit, {
+      follow: params.follow,
+      signal: context.closed,
+      alive: () => entry.status === 'running' || entry.status === 'frozen',
+    });
+    return { bytes, exit: exit ?? entry.exit };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Suspend, resume, stop
+  // -------------------------------------------------------------------------------------------
+
+  /**
+   * Freezes every task as one group snapshot and records it as the suspend point. Tasks frozen on
+   * their own before are thawed into the group first (paused: they do not run), so the messages
+   * queued for them since their freeze are in the snapshot too; the record says to freeze them again
+   * on resume. The node is stopping from here on.
+   */
+  suspend(): Promise<Results['suspend']> {
+    return this.#run(async () => {
+      this.#stopping = true;
+      try {
+        return await this.#suspend();
+      } catch (error) {
+        this.#stopping = false;
+        for (const entry of this.#entries.values()) this.#startCheckpoints(entry);
+        throw error;
+      }
+    }, true);
+  }
+
+  async #suspend(): Promise<Results['suspend']> {
+    await this.#quiesce([...this.#entries.values()]);
+    const frozen = [...this.#entries.values()].filter(
+      (entry) =>
+        entry.status === 'frozen' && entry.nodeId === this.kernel.nodeId && this.kernel.isDetached(entry.id),
+    );
+    const rethawed: Entry[] = [];
+    for (const entry of frozen) {
+      const { restored } = await this.#thaw(entry.lastSnapshot!, (pairs) => {
+        this.kernel.pause(pairs.map((pair) => pair.task));
+      });
+      rethawed.push(...restored);
+    }
+    const running = [...this.#entries.values()].filter((entry) => entry.status === 'running');
+    let snapshot: string | null = null;
+    if (running.length > 0) {
+      try {
+        const { manifest } = await freezeTasks(
+          this.kernel,
+          this.store,
+          running.map((entry) => entry.task!),
+          {
+            kind: running.length > 1 ? 'group' : 'task',
+            label: `suspend of ${this.kernel.nodeId}`,
+            parent: null,
+          },
+        );
+        snapshot = manifest.id;
+      } catch (error) {
+        // The tasks run on; the ones that were frozen are frozen again before they can run.
+        for (const entry of rethawed) await this.#refreeze([entry], entry.lastSnapshot);
+        throw error;
+      }
+    }
+    for (const entry of running) {
+      entry.status = 'suspended';
+      entry.lastSnapshot = snapshot;
+    }
+    const record: SuspendRecord = {
+      version: 1,
+      snapshot,
+      nodeId: this.kernel.nodeId,
+      suspendedAtMs: Date.now(),
+      tasks: running.map((entry) => this.#ref(entry)),
+      frozen: rethawed.map((entry) => entry.id),
+    };
+    await writeJsonAtomically(this.paths.suspendRecord, record);
+    await this.#journal.write();
+    this.log(`suspended ${running.length} task(s) into ${snapshot ?? '(no snapshot: no tasks)'}`);
+    return { snapshot, tasks: record.tasks };
+  }
+
+  /** The recorded suspend point, if any. */
+  async suspendRecord(): Promise<SuspendRecord | null> {
+    try {
+      return await readJson(this.paths.suspendRecord, suspendRecordSchema);
+    } catch (error) {
+      this.log(`the suspend record ${this.paths.suspendRecord} cannot be read: ${(error as Error).message}`);
+      return null;
+    }
+  }
+
+  resumeSuspended(): Promise<Results['resumeSuspended']> {
+    return this.#run(async () => {
+      const record = await this.suspendRecord();
+      if (record === null) {
+        throw new NormaError('NODE_NOT_SUSPENDED', `no suspend point in ${this.paths.store}`);
+      }
+      let tasks: TaskRef[] = [];
+      let frozen: TaskRef[] = [];
+      if (record.snapshot !== null) {
+        const again = new Set(record.frozen);
+        let refreeze: Entry[] = [];
+        const { restored } = await this.#thaw(record.snapshot, (pairs) => {
+          const wanted = pairs.filter((pair) => again.has(pair.oldId));
+          this.kernel.pause(wanted.map((pair) => pair.task));
+          refreeze = wanted.map((pair) => pair.entry);
+        });
+        for (const entry of refreeze) await this.#refreeze([entry], record.snapshot);
+        tasks = restored.filter((entry) => entry.status === 'running').map((entry) => this.#ref(entry));
+        frozen = refreeze.map((entry) => this.#ref(entry));
+      }
+      await rm(this.paths.suspendRecord, { force: true });
+      await this.#journal.write();
+      this.log(
+        `resumed ${record.snapshot ?? '(no tasks)'}: ${tasks.length} running, ${frozen.length} frozen`,
+      );
+      return { snapshot: record.snapshot, tasks, frozen };
+    });
+  }
+
+  /** Freezes paused tasks that must not run (they were frozen before a suspend). */
+  async #refreeze(entries: readonly Entry[], parent: string | null): Promise<void> {
+    for (const entry of entries) {
+      this.#stopCheckpoints(entry);
+      const { manifest } = await freezeTasks(this.kernel, this.store, [entry.task!], {
+        kind: 'task',
+        label: entry.name,
+        parent,
+      });
+      entry.lastSnapshot = manifest.id;
+      entry.status = 'frozen';
+    }
+  }
+
+  /** Kills every running task and drops the frozen ones (a clean stop); lost and suspended stay. */
+  stop(): Promise<Results['stop']> {
+    return this.#run(async () => {
+      this.#stopping = true;
+      await this.#quiesce([...this.#entries.values()]);
+      let killed = 0;
+      for (const entry of this.#entries.values()) {
+        if (entry.status === 'running') {
+          this.kernel.kill(entry.task!);
+          this.#end(entry, 'killed', entry.task!.state.exit);
+          killed++;
+        } else if (entry.status === 'frozen') {
+          this.kernel.dropDetached(entry.id);
+          this.#end(entry, 'killed', null);
+          killed++;
+        }
+      }
+      for (const entry of this.#entries.values()) entry.log.end(entry.exit);
+      this.kernel.shutdown();
+      await this.#journal.write();
+      return { killed };
+    }, true);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Task life
+  // -------------------------------------------------------------------------------------------
+
+  #run<T>(operation: () => Promise<T>, evenIfStopping = false): Promise<T> {
+    if (this.#stopping && !evenIfStopping) return Promise.reject(stopping());
+    return this.#exclusive.run(async () => {
+      if (this.#stopping && !evenIfStopping) throw stopping();
+      return operation();
+    });
+  }
+
+  #io(log: TaskLog): Pick<SpawnOptions, 'stdout' | 'stderr'> {
+    return {
+      stdout: (bytes) => log.write('stdout', bytes),
+      stderr: (bytes) => log.write('stderr', bytes),
+    };
+  }
+
+  #runningTask(entry: Entry): Task {
+    if (entry.status !== 'running' || entry.task === null) {
+      throw new NormaError('TASK_NOT_RUNNING', `task ${entry.name} (${entry.id}) is ${entry.status}`);
+    }
+    return entry.task;
+  }
+
+  /** The task runs from now on in the kernel: watch its end, start its checkpoints. */
+  #started(entry: Entry, task: Task): void {
+    entry.task = task;
+    entry.status = 'running';
+    entry.exit = null;
+    void task.exited.then((exit) => {
+      if (entry.task !== task) return;
+      if (this.kernel.isDetached(task.state.id)) {
+        // Frozen: the freeze (or suspend) sets the status; its ports stay on this node.
+        entry.task = null;
+        this.#stopCheckpoints(entry);
+        entry.log.close();
+        if (entry.status === 'running') entry.status = 'frozen';
+        return;
+      }
+      this.#end(entry, exit.trap === 'killed' ? 'killed' : 'exited', exit);
+      if (!this.#stopping) void this.#journal.write();
+    });
+    this.#startCheckpoints(entry);
+  }
+
+  #end(entry: Entry, status: 'exited' | 'killed', exit: TaskExit | null): void {
+    this.#stopCheckpoints(entry);
+    entry.task = null;
+    entry.status = status;
+    entry.exit = exit;
+    entry.log.close();
+    entry.log.end(exit);
+  }
+
+  /** Stops the periodic checkpoints of `entries` and waits for those in flight. */
+  async #quiesce(entries: readonly Entry[]): Promise<void> {
+    for (const entry of entries) this.#stopCheckpoints(entry);
+    await Promise.all(entries.map((entry) => entry.busy));
+  }
+
+  #startCheckpoints(entry: Entry): void {
+    if (entry.checkpoint === null || entry.status !== 'running' || entry.timer !== null || this.#stopping)
+      return;
+    entry.timer = setInterval(() => this.#checkpoint(entry), entry.checkpoint.everyMs);
+    entry.timer.unref();
+  }
+
+  #stopCheckpoints(entry: Entry): void {
+    if (entry.timer !== null) clearInterval(entry.timer);
+    entry.timer = null;
+  }
+
+  /** One periodic checkpoint, unless one is in flight; then the oldest beyond `keep` are removed. */
+  #checkpoint(entry: Entry): void {
+    const task = entry.task;
+    if (entry.busy !== null || task === null || task.state.status !== 'running' || entry.checkpoint === null)
+      return;
+    const keep = entry.checkpoint.keep;
+    entry.buffers ??= new CaptureBuffers();
+    entry.busy = (async () => {
+      try {
+        const { manifest } = await checkpointTasks(
+          this.kernel,
+          this.store,
+          [task],
+          { kind: 'task', label: entry.name, parent: entry.lastSnapshot },
+          entry.buffers!,
+        );
+        entry.lastSnapshot = manifest.id;
+        entry.checkpoints.push(manifest.id);
+        entry.checkpointsTaken++;
+        // The journal names the new one before the oldest goes: a crash never leaves it naming none.
+        await this.#journal.write();
+        while (entry.checkpoints.length > keep) {
+          const old = entry.checkpoints[0]!;
+          await this.store.remove(old);
+          entry.checkpoints.shift();
+        }
+        await this.#journal.write();
+      } catch (error) {
+        this.log(`checkpoint of ${entry.name} (task ${entry.id}) failed: ${(error as Error).message}`);
+      } finally {
+        entry.busy = null;
+      }
+    })();
+  }
+
+  #journalContents(): Journal {
+    return {
+      version: 1,
+      nodeId: this.kernel.nodeId,
+      pid: process.pid,
+      updatedAtMs: Date.now(),
+      tasks: [...this.#entries.values()].map((entry) => ({
+        id: entry.id,
+        nodeId: entry.nodeId,
+        name: entry.name,
+        module: entry.module,
+        args: entry.args,
+        preempt: entry.preempt,
+        status: entry.status,
+        exit: entry.exit,
+        lastSnapshot: entry.lastSnapshot,
+        checkpoint: entry.checkpoint,
+        checkpoints: entry.checkpoints,
+        checkpointsTaken: entry.checkpointsTaken,
+        log: entry.log.path ?? '',
+      })),
+    };
+  }
+}
