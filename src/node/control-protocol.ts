@@ -100,6 +100,7 @@ export interface TaskInfo {
   memoryBytes: number;
   /** Its latest snapshot: a checkpoint, its freeze, or the snapshot it was thawed from. */
   lastSnapshot: string | null;
+  /** Periodic checkpoints: the newest `keep` (oldest first), and how many were taken in all. */
   checkpoint: { everyMs: number; keep: number; kept: string[]; taken: number } | null;
   /** The module file it was spawned from (null for a task thawed from a foreign snapshot). */
   module: string | null;

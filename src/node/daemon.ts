@@ -32,11 +32,13 @@
  * - **Stopping**: `norma node stop`, SIGINT or SIGTERM kill the tasks, close the store, remove the
  *   socket and the pid file. A second signal exits at once.
  */
+
 import { randomBytes } from 'node:crypto';
 import { readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import { isNormaError, NormaError } from '../errors.js';
 import { Kernel } from '../kernel/kernel.js';
 import { makeDirectories } from '../snapshot/disk.js';
+import { prepareFreezer } from '../snapshot/freezer.js';
 import { SnapshotStore } from '../snapshot/store.js';
 import { probeSocket } from './control-client.js';
 import { controlProtocolVersion, type ParsedRequest, type Results } from './control-protocol.js';
@@ -86,19 +88,33 @@ export class NodeDaemon {
     await makeDirectories(paths.logsDirectory);
     await NodeDaemon.claimSocket(paths.socket);
     const kernel = new Kernel({ nodeId: `node-${randomBytes(4).toString('hex')}` });
+    prepareFreezer(); // both hashing threads ready for the first freeze
     const store = await SnapshotStore.open(paths.store);
-    let daemon: NodeDaemon;
+    let daemon: NodeDaemon | null = null;
     try {
       for (const repair of store.recovered) log(`store recovery: ${repair}`);
       const tasks = new NodeTasks(kernel, store, paths, log);
       await tasks.adoptJournal(await readJournal(paths.journal, log));
-      daemon = new NodeDaemon(paths, kernel, store, tasks, log);
-      daemon.#server = await ControlServer.listen(
+      const created = new NodeDaemon(paths, kernel, store, tasks, log);
+      daemon = created;
+      created.#server = await ControlServer.listen(
         paths.socket,
-        (request, context) => daemon.#handle(request, context),
+        (request, context) => created.#handle(request, context),
         log,
       );
+      await writeFile(paths.pidFile, `${process.pid}\n`, { mode: 0o600 }).catch((error: unknown) => {
+        throw new NormaError(
+          'FILE_NOT_FOUND',
+          `cannot write the pid file ${paths.pidFile}: ${(error as NodeJS.ErrnoException).code ?? error}`,
+          { cause: error },
+        );
+      });
     } catch (error) {
+      const server = daemon === null ? null : daemon.#server;
+      if (server !== null) {
+        void server.stopListening();
+        await rm(paths.socket, { force: true });
+      }
       kernel.shutdown();
       await store.close();
       if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
@@ -106,7 +122,6 @@ export class NodeDaemon {
       }
       throw error;
     }
-    await writeFile(paths.pidFile, `${process.pid}\n`, { mode: 0o600 });
     daemon.#handleSignals();
     log(`node ${kernel.nodeId} (pid ${process.pid}) listening on ${paths.socket}, store ${paths.store}`);
     return daemon;

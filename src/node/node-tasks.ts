@@ -150,7 +150,11 @@ export class NodeTasks {
       checkpoint:
         entry.checkpoint === null
           ? null
-          : { ...entry.checkpoint, kept: [...entry.checkpoints], taken: entry.checkpointsTaken },
+          : {
+              ...entry.checkpoint,
+              kept: entry.checkpoints.slice(-entry.checkpoint.keep),
+              taken: entry.checkpointsTaken,
+            },
       module: entry.module,
       preempt: entry.preempt,
       log: entry.log.path ?? '',
@@ -264,6 +268,9 @@ export class NodeTasks {
   thaw(params: Params<'thaw'>): Promise<Results['thaw']> {
     return this.#run(async () => {
       const { snapshot, restored } = await this.#thaw(params.snapshot, () => undefined);
+      // Thawing the suspend point by hand uses it up, as `norma resume` would.
+      if ((await this.suspendRecord())?.snapshot === snapshot)
+        await rm(this.paths.suspendRecord, { force: true });
       await this.#journal.write();
       this.log(`thawed ${snapshot}: ${restored.map((e) => `${e.name} (task ${e.id})`).join(', ')}`);
       return { snapshot, tasks: restored.map((entry) => this.#ref(entry)) };
@@ -444,7 +451,8 @@ export class NodeTasks {
         snapshot = manifest.id;
       } catch (error) {
         // The tasks run on; the ones that were frozen are frozen again before they can run.
-        for (const entry of rethawed) await this.#refreeze([entry], entry.lastSnapshot);
+        this.kernel.pause(rethawed.map((entry) => entry.task!));
+        await this.#refreeze(rethawed);
         throw error;
       }
     }
@@ -492,7 +500,7 @@ export class NodeTasks {
           this.kernel.pause(wanted.map((pair) => pair.task));
           refreeze = wanted.map((pair) => pair.entry);
         });
-        for (const entry of refreeze) await this.#refreeze([entry], record.snapshot);
+        await this.#refreeze(refreeze);
         tasks = restored.filter((entry) => entry.status === 'running').map((entry) => this.#ref(entry));
         frozen = refreeze.map((entry) => this.#ref(entry));
       }
@@ -506,13 +514,13 @@ export class NodeTasks {
   }
 
   /** Freezes paused tasks that must not run (they were frozen before a suspend). */
-  async #refreeze(entries: readonly Entry[], parent: string | null): Promise<void> {
+  async #refreeze(entries: readonly Entry[]): Promise<void> {
     for (const entry of entries) {
       this.#stopCheckpoints(entry);
       const { manifest } = await freezeTasks(this.kernel, this.store, [entry.task!], {
         kind: 'task',
         label: entry.name,
-        parent,
+        parent: entry.lastSnapshot,
       });
       entry.lastSnapshot = manifest.id;
       entry.status = 'frozen';

@@ -26,7 +26,6 @@ export class HashWorker {
 
   constructor() {
     this.worker = new Worker(new URL('./hash-worker-thread.js', import.meta.url));
-    this.worker.unref();
     this.worker.on('message', (message: HashReply | { ready: true }) => {
       if ('ready' in message) {
         if (this.state === 'starting') this.state = 'ready';
@@ -44,6 +43,9 @@ export class HashWorker {
     };
     this.worker.on('error', fail);
     this.worker.on('exit', (code) => fail(new Error(`the hash worker exited (${code})`)));
+    // After the listeners: in Node 20 adding a 'message' listener refs the worker again, and a
+    // ref'ed idle worker would keep every process that ever froze anything from exiting.
+    this.worker.unref();
   }
 
   get ready(): boolean {

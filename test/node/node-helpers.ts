@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TaskInfo } from '../../src/node/control-protocol.js';
 import { type CliResult, norma } from '../support/cli.js';
+import { runTask, taskModule, testKernel } from '../support/fixtures.js';
 
 export function tempStore(): string {
   // Short: a Unix socket path has at most 107 bytes.
@@ -103,4 +104,15 @@ export function waitForLog(store: string, id: number, text: string): Promise<str
     const log = await ok(store, 'logs', String(id));
     return log.includes(text) ? log : undefined;
   });
+}
+
+/** The stdout of an uninterrupted run of an example task (in this process, on a kernel of its own). */
+export async function uninterrupted(name: string, args: string[], preempt = false): Promise<string> {
+  const run = await runTask(testKernel(), {
+    module: taskModule(name),
+    args: [`${name}.wasm`, ...args],
+    preempt,
+  });
+  assert.equal(run.exit.code, 0, run.stderr);
+  return run.stdout;
 }

@@ -1,7 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { norma } from '../support/cli.js';
 import {
   exited,
   ok,
@@ -12,6 +11,7 @@ import {
   stopNode,
   task,
   tempStore,
+  uninterrupted,
   waitForLog,
   waitForTask,
 } from './node-helpers.js';
@@ -64,11 +64,10 @@ describe('the node daemon: suspend, then resume with no argument', function () {
       }
       const log = (name: string): Promise<string> => ok(store, 'logs', String(ids.get(name)));
       assert.equal(await log('counter-client'), 'counter = 1000000\n');
-      const pcWhole = await norma(['run', 'tasks/build/producer-consumer.wasm', '--', '300000']);
-      assert.equal(await log('producer-consumer'), pcWhole.stdout);
-      assert.match(pcWhole.stdout, /missing = 0, duplicates = 0, wrong port = 0/);
-      const cpuWhole = await norma(['run', '--preempt', 'tasks/build/cpu-job.wasm', '--', '12000000']);
-      assert.equal(await log('cpu-job'), cpuWhole.stdout);
+      const pcWhole = await uninterrupted('producer-consumer', ['300000']);
+      assert.match(pcWhole, /missing = 0, duplicates = 0, wrong port = 0/);
+      assert.equal(await log('producer-consumer'), pcWhole);
+      assert.equal(await log('cpu-job'), await uninterrupted('cpu-job', ['12000000'], true));
 
       // The server counted every request exactly once across the suspend.
       const last = await spawnTask(store, 'tasks/build/counter-client.wasm', '--', '1');
