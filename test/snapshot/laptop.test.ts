@@ -153,6 +153,32 @@ describe('laptop flow: freeze with --stop-after, resume in new processes', funct
     }
   });
 
+  it('snapshot export, import into another store, resume there; rm and gc reclaim the space', async () => {
+    const here = mkdtempSync(join(tmpdir(), 'norma-here-'));
+    const there = mkdtempSync(join(tmpdir(), 'norma-there-'));
+    const args = ['--preempt', 'tasks/build/cpu-job.wasm', '--', '2500000'];
+    const whole = await norma(['run', ...args]);
+    const frozen = await norma(['run', '--store', here, '--stop-after', '150', ...args]);
+    const id = frozenId(frozen.stderr);
+    assert.ok(id, frozen.stderr);
+    const file = join(here, 'moved.norma');
+    assert.equal((await norma(['snapshot', 'export', id, file, '--store', here])).code, 0);
+    const imported = await norma(['snapshot', 'import', file, '--store', there, '--json']);
+    assert.equal(JSON.parse(imported.stdout).imported, id);
+    assert.equal((await norma(['snapshot', 'verify', id, '--store', there])).code, 0);
+    const resumed = await norma(['resume', id, '--store', there]);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.equal(frozen.stdout + resumed.stdout, whole.stdout);
+    assert.equal((await norma(['snapshot', 'rm', id.slice(0, 8), '--store', here])).code, 0);
+    assert.deepEqual(JSON.parse((await norma(['snapshot', 'ls', '--json', '--store', here])).stdout), []);
+    const gc = await norma(['snapshot', 'gc', '--json', '--store', here]);
+    assert.equal(gc.code, 0, gc.stderr);
+    assert.ok(JSON.parse(gc.stdout).pagesRemoved > 0);
+    const gone = await norma(['resume', id, '--store', here]);
+    assert.equal(gone.code, 66);
+    assert.match(gone.stderr, /SNAPSHOT_NOT_FOUND/);
+  });
+
   it('--stats and --json report the freeze', async () => {
     const stats = await norma([
       'run',
