@@ -34,7 +34,8 @@ export async function readModule(path: string): Promise<Uint8Array<ArrayBuffer>>
   }
 }
 
-function parseEnv(pairs: readonly string[]): Record<string, string> {
+/** `--env NAME=VALUE` options as an environment (USAGE error for a malformed one). */
+export function parseEnv(pairs: readonly string[]): Record<string, string> {
   const env: Record<string, string> = {};
   for (const pair of pairs) {
     const equals = pair.indexOf('=');

@@ -3,11 +3,13 @@
  * logs | freeze | thaw | kill | suspend` and `norma resume` (no argument), which talk to a running
  * node over its control socket (found from --store, or given with --socket).
  */
+
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, promises as fs, openSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Command, InvalidArgumentError } from 'commander';
+import { parseEnv } from '../cli/run-command.js';
 import { defaultStoreDirectory } from '../cli/task-session.js';
 import { type ErrorCode, errorCodes, isNormaError, NormaError } from '../errors.js';
 import { makeDirectories } from '../snapshot/disk.js';
@@ -165,16 +167,6 @@ export async function nodeStatusCommand(options: Options): Promise<number> {
 // ---------------------------------------------------------------------------------------------
 // Tasks
 // ---------------------------------------------------------------------------------------------
-
-function parseEnv(pairs: readonly string[]): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const pair of pairs) {
-    const equals = pair.indexOf('=');
-    if (equals <= 0) throw new NormaError('USAGE', `--env takes NAME=VALUE, got "${pair}"`);
-    env[pair.slice(0, equals)] = pair.slice(equals + 1);
-  }
-  return env;
-}
 
 export async function spawnCommand(module: string, args: string[], options: Options): Promise<number> {
   const path = resolve(module);
