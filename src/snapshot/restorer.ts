@@ -151,7 +151,7 @@ export async function restoreSnapshot(
     }
   }
   const images = await Promise.all(manifest.tasks.map((task) => loadImage(store, task, supplied)));
-  manifest.tasks.forEach((task, index) => checkFits(task, images[index]!));
+  for (const [index, task] of manifest.tasks.entries()) checkFits(task, images[index]!);
   const memories = manifest.tasks.map((task) => new Uint8Array(task.memory.visibleBytes));
   for (const [index, task] of manifest.tasks.entries())
     await readPagesInto(store, task.memory.pages, memories[index]!);
