@@ -70,13 +70,12 @@ async function frozenTime(mib: number, runs: number): Promise<void> {
   for (let i = 0; i <= runs; i++) {
     const capture = captureTasks(kernel, [task], buffers);
     for (const captured of capture.tasks) buffers.release(captured.state.id, captured.memory);
-    let started = performance.now();
+    const started = performance.now();
     copyTarget.set(task.instance.memory.visible());
     const copy = performance.now() - started;
     if (i === 0) continue; // the first run touches the buffers for the first time
     frozen.push(capture.frozenMs);
     copies.push(copy);
-    started = 0;
   }
   kernel.shutdown();
   const ratio = median(frozen) / median(copies);

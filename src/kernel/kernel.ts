@@ -727,18 +727,6 @@ export class Kernel {
     if (this.#timerHandle) clearTimeout(this.#timerHandle);
     this.#timerHandle = null;
   }
-
-  /** kern_return for a thread blocked past its deadline, by wait kind. */
-  static timeoutCode(wait: Wait | null): number {
-    switch (wait?.kind) {
-      case 'receive':
-        return KernReturn.RCV_TIMED_OUT;
-      case 'send':
-        return KernReturn.SEND_TIMED_OUT;
-      default:
-        return KernReturn.OPERATION_TIMED_OUT;
-    }
-  }
 }
 
 /** The port a thread blocked in receive or send waits on, or null. */

@@ -20,7 +20,7 @@
 import type binaryenType from 'binaryen';
 import { safepointImport } from '../abi/syscalls.js';
 import { NormaError } from '../errors.js';
-import { asyncifyPagesDefault, fuelPerCheck, wasmPageBytes } from '../limits.js';
+import { asyncifyPagesDefault, fuelPerCheck } from '../limits.js';
 import { checkImport, type ImportDescription, type WasmValueType } from './import-policy.js';
 import { walkExpressions } from './ir-walker.js';
 import { withMemoryLimits } from './wasm-binary.js';
@@ -557,9 +557,4 @@ export async function transformModule(
   } finally {
     module.dispose();
   }
-}
-
-/** Bytes of the hidden region, for callers that size buffers. */
-export function hiddenRegionBytes(info: TransformInfo): number {
-  return info.hiddenPages * wasmPageBytes;
 }

@@ -621,16 +621,12 @@ describe('snapshot store', function () {
     let mountPoint = '';
     let mounted = false;
 
-    before(function () {
-      if (process.getuid?.() !== 0) this.skip();
+    // A real full disk needs root to mount a tmpfs; CI and the development machines run as root, so
+    // a failure to mount fails the suite instead of silently skipping it.
+    before(() => {
       mountPoint = tempDirectory('norma-tmpfs-');
-      try {
-        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mountPoint], { stdio: 'pipe' });
-        mounted = true;
-      } catch {
-        rmSync(mountPoint, { recursive: true, force: true });
-        this.skip();
-      }
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mountPoint], { stdio: 'pipe' });
+      mounted = true;
     });
     after(async () => {
       for (const store of stores.splice(0)) await store.close();
