@@ -29,4 +29,14 @@ export type IpcEvent =
    */
   | { kind: 'receive-moved'; portId: PortId; task: TaskId; name: PortName }
   /** The last send right to the kernel port `portId` went away; the kernel may destroy it. */
-  | { kind: 'kernel-no-senders'; portId: PortId; kobject: KObject };
+  | { kind: 'kernel-no-senders'; portId: PortId; kobject: KObject }
+  // NORMA IPC: what the network layer must tell other nodes (see the remote section of ipc.ts).
+  /**
+   * A right to the remote port `portId` left this node inside a message delivered to node `to`:
+   * the port's node must count it for `to` (before this node's own release can reach it).
+   */
+  | { kind: 'right-exported'; portId: PortId; right: 'send' | 'send-once'; to: string }
+  /** The proxy `portId` holds no right and no message any more: release it (Ipc.dropProxy). */
+  | { kind: 'proxy-unused'; portId: PortId }
+  /** The port `portId`, homed here, died while the nodes `nodes` held rights to it: tell them. */
+  | { kind: 'remote-holders-orphaned'; portId: PortId; nodes: string[] };

@@ -158,7 +158,11 @@ export function auditIpcState(state: IpcState): string[] {
     }
     const holders = receives.get(id) ?? [];
     const receiver = port.receiver;
-    if (receiver.kind === 'kernel') {
+    if (receiver.kind === 'remote') {
+      if (holders.length !== 0) problems.push(`proxy ${id} with receive rights in ${holders.join(', ')}`);
+      if (port.kobject !== null || port.nsRequest !== null)
+        problems.push(`proxy ${id} with a kobject or request`);
+    } else if (receiver.kind === 'kernel') {
       if (port.kobject === null) problems.push(`port ${id}: kernel port without kobject`);
       if (holders.length !== 0)
         problems.push(`port ${id}: kernel port with receive rights in ${holders.join(', ')}`);

@@ -246,7 +246,9 @@ export function exportTasks(ipc: Ipc, tasks: readonly TaskId[]): IpcSnapshot {
     if (port.nsRequest !== null) refer(port.nsRequest);
     const receiver = port.receiver;
     // Unreachable: only a task's space or an included queue makes a port included.
-    if (receiver.kind === 'kernel') throw new Error(`ipc: kernel port ${port.id} cannot be exported`);
+    if (receiver.kind === 'kernel' || receiver.kind === 'remote') {
+      throw new Error(`ipc: ${receiver.kind} port ${port.id} cannot be exported`);
+    }
     return {
       id: port.id,
       receiver:

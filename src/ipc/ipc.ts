@@ -742,6 +742,18 @@ export class Ipc {
       body.push(planned);
     }
 
+    if (destPort.receiver.kind === 'remote') {
+      // Only send and send-once rights cross nodes: a receive right would move a port (task
+      // migration moves ports), a right to a kernel object would leave its object behind.
+      if (reply !== null && this.findPort(reply.port)?.kobject != null) return KernReturn.SEND_INVALID_REPLY;
+      for (const item of body) {
+        if (item instanceof Uint8Array) continue;
+        if (item.kind === 'receive' || this.findPort(item.port)?.kobject != null) {
+          return KernReturn.SEND_INVALID_RIGHT;
+        }
+      }
+    }
+
     if (dest.kind === 'send' && portQueueFull(destPort)) return sendWouldBlock;
 
     // Validated: from here on nothing fails.
@@ -896,6 +908,225 @@ export class Ipc {
   }
 
   // -------------------------------------------------------------------------------------------
+  // Remote ports (NORMA IPC). The network layer (src/net/norma-ipc.ts) drives these; the core
+  // only keeps the counts straight. A port homed on another node is represented here by a proxy
+  // (receiver 'remote'): tasks hold ordinary rights to it, and messages sent to it wait in its
+  // queue until the port's node acknowledges them (so the queue limit bounds what is in flight).
+  // A port homed here counts, per node, the rights other nodes hold (PortState.remote): a send
+  // right shipped away counts until that node releases it, so no-senders sees every node.
+  //
+  // Why the counts are per node and may go negative: when node A passes a send right it got
+  // from the home H on to node B, A tells H "+1 for B" (right-exported) before its own release
+  // can follow on the same ordered link, but B's release of that right may reach H first. With
+  // one total, that early release could touch zero and fire a false no-senders; with per-node
+  // counts, A's holding stays positive until A's release, which comes after A's "+1 for B".
+  // -------------------------------------------------------------------------------------------
+
+  /** True when `portId` is a proxy here: the port lives on another node. */
+  isRemote(portId: PortId): boolean {
+    return this.findPort(portId)?.receiver.kind === 'remote';
+  }
+
+  /** True when `portId` is a live port whose receive right is on this node (not a proxy). */
+  isHomedHere(portId: PortId): boolean {
+    const port = this.findPort(portId);
+    return port !== undefined && port.receiver.kind !== 'remote';
+  }
+
+  /**
+   * A send or send-once right that arrived from node `from` inside a message about to be
+   * delivered here (deliverRemote): counts it and returns the right the message holds. A port
+   * not known here gets a proxy. The caller has ruled out ports that died here (a dead right is
+   * simply `{ kind, port }` with a port id not in the state).
+   */
+  importRight(kind: 'send' | 'send-once', portId: PortId, from: string): TransitRight {
+    const port = this.findPort(portId) ?? this.createProxy(portId);
+    if (kind === 'send') {
+      port.srights++;
+    } else {
+      port.sorights++;
+      // A send-once right to a port homed here comes back from the node that held it.
+      if (port.receiver.kind !== 'remote') this.addHolding(port, from, 0, -1);
+    }
+    return { kind, port: portId };
+  }
+
+  /**
+   * The kernel takes a send right of its own to a remote port (a name-service lookup whose
+   * answer is on another node); released with kernelReleaseSend. Conditions: not homed here.
+   */
+  importKernelSend(portId: PortId): void {
+    const port = this.findPort(portId) ?? this.createProxy(portId);
+    if (port.receiver.kind !== 'remote') throw new Error(`ipc: ${portId} is homed here`);
+    port.srights++;
+    port.kernelSrights++;
+  }
+
+  /**
+   * Whether a message from the network for `portId`, sent through a right of `destKind`, can be
+   * queued here now: 'ok'; 'full' (a send right to a full queue: the sender keeps it and waits for
+   * queue space); 'dead' (no such port: it died or never lived here); 'remote' (a proxy here: the
+   * port lives elsewhere now).
+   */
+  remoteDeliverable(portId: PortId, destKind: 'send' | 'send-once'): 'ok' | 'full' | 'dead' | 'remote' {
+    const port = this.findPort(portId);
+    if (port === undefined || port.kobject !== null) return 'dead';
+    if (port.receiver.kind === 'remote') return 'remote';
+    if (destKind === 'send' && portQueueFull(port)) return 'full';
+    return 'ok';
+  }
+
+  /**
+   * Queues a message that arrived from node `from`, after remoteDeliverable said 'ok' and its
+   * carried rights were imported. Its destination right counts here now (a send right until it is
+   * received; a send-once right comes back from `from`).
+   */
+  deliverRemote(msg: QueuedMessage, from: string): void {
+    const port = this.livePort(msg.dest.port);
+    if (msg.dest.kind === 'send') {
+      port.srights++;
+    } else {
+      port.sorights++;
+      this.addHolding(port, from, 0, -1);
+    }
+    this.enqueue(port, msg);
+  }
+
+  /** The messages waiting in the queue of the proxy `portId` (oldest first), for transmission. */
+  proxyQueue(portId: PortId): readonly QueuedMessage[] {
+    const port = this.findPort(portId);
+    return port?.receiver.kind === 'remote' ? port.queue : [];
+  }
+
+  /**
+   * Node `to`, where the port of the proxy `portId` lives, acknowledged the first `count` messages
+   * of the proxy's queue: they leave it, their destination rights are used up, and every other
+   * right they carry now belongs to `to`: a right to a port homed here counts as held by `to`; a
+   * right to another remote port is reported (right-exported) so that its node learns about it.
+   */
+  takeAcknowledged(portId: PortId, count: number, to: string): void {
+    const port = this.livePort(portId);
+    if (port.receiver.kind !== 'remote' || count > port.queue.length) {
+      throw new Error(`ipc: ${count} acknowledged on ${portId}, which has ${port.queue.length} queued`);
+    }
+    const wasFull = portQueueFull(port);
+    const acknowledged = port.queue.splice(0, count);
+    for (const msg of acknowledged) {
+      if (msg.reply !== null) this.exportRight(msg.reply, to);
+      for (const descriptor of msg.descriptors) {
+        if (descriptor.type === 'port') this.exportRight(descriptor.right, to);
+      }
+      if (msg.dest.kind === 'send') port.srights--;
+      else port.sorights--;
+    }
+    if (wasFull && !portQueueFull(port)) this.emit({ kind: 'queue-space', portId });
+    this.checkSenders(port);
+  }
+
+  /**
+   * Node `node` now holds one more right to the port `portId` homed here: it got it from a third
+   * node (that node's right-exported), or by a name lookup. False when the port is not homed here
+   * (dead, or moved): the caller tells `node`.
+   */
+  remoteAcquire(portId: PortId, node: string, right: 'send' | 'send-once'): boolean {
+    const port = this.findPort(portId);
+    if (port === undefined || port.receiver.kind === 'remote') return false;
+    this.addHolding(port, node, right === 'send' ? 1 : 0, right === 'send-once' ? 1 : 0);
+    return true;
+  }
+
+  /** A send-once right to `portId` (homed here) moved from node `from` to node `to`. */
+  remoteTransferSendOnce(portId: PortId, from: string, to: string): boolean {
+    const port = this.findPort(portId);
+    if (port === undefined || port.receiver.kind === 'remote') return false;
+    this.addHolding(port, from, 0, -1);
+    this.addHolding(port, to, 0, 1);
+    return true;
+  }
+
+  /** Node `node` released `count` send rights to `portId` (homed here): no-senders may fire. */
+  remoteRelease(portId: PortId, node: string, count: number): void {
+    const port = this.findPort(portId);
+    if (port === undefined || port.receiver.kind === 'remote') return;
+    this.addHolding(port, node, -count, 0);
+    this.checkSenders(port);
+  }
+
+  /**
+   * Node `node` is gone: the rights it held to ports homed here go with it (no-senders may fire;
+   * each send-once right it held is destroyed unused, which sends a send-once notification).
+   */
+  forgetNode(node: string): void {
+    for (const port of Object.values(this.state.ports)) {
+      const held = port.remote?.[node];
+      if (held === undefined) continue;
+      delete port.remote![node];
+      for (let i = 0; i < held.sendOnce; i++) this.destroySendOnce(port.id);
+      this.checkSenders(port);
+    }
+  }
+
+  /** Removes the proxy `portId` if it is still unused (see proxy-unused); true when removed. */
+  dropProxy(portId: PortId): boolean {
+    const port = this.findPort(portId);
+    if (port === undefined || port.receiver.kind !== 'remote') return false;
+    if (port.srights > 0 || port.sorights > 0 || port.queue.length > 0) return false;
+    delete this.state.ports[portId];
+    return true;
+  }
+
+  /**
+   * The remote port behind the proxy `portId` died (or its node did): every right to it here
+   * becomes a dead name (dead-name notifications), and the messages waiting to go are destroyed.
+   */
+  killProxy(portId: PortId): void {
+    if (this.isRemote(portId)) this.killPorts([portId]);
+  }
+
+  /** Proxies here (ports whose receive right lives on another node). */
+  proxies(): PortId[] {
+    return Object.values(this.state.ports)
+      .filter((port) => port.receiver.kind === 'remote')
+      .map((port) => port.id);
+  }
+
+  private createProxy(portId: PortId): PortState {
+    const port = newPort(portId, { kind: 'remote' }, null);
+    this.state.ports[portId] = port;
+    return port;
+  }
+
+  /** Adds to what `node` holds of `port`; a holding back at zero is removed. */
+  private addHolding(port: PortState, node: string, send: number, sendOnce: number): void {
+    port.remote ??= {};
+    const held = port.remote[node] ?? { send: 0, sendOnce: 0 };
+    held.send += send;
+    held.sendOnce += sendOnce;
+    if (held.send === 0 && held.sendOnce === 0) delete port.remote[node];
+    else port.remote[node] = held;
+  }
+
+  /** A right carried by a message that node `to` acknowledged: it is `to`'s now. */
+  private exportRight(right: TransitRight, to: string): void {
+    const port = this.findPort(right.port);
+    if (port === undefined || right.kind === 'receive') return; // a dead right; receive rights never leave
+    if (port.receiver.kind === 'remote') {
+      this.emit({ kind: 'right-exported', portId: port.id, right: right.kind, to });
+      if (right.kind === 'send') port.srights--;
+      else port.sorights--;
+      this.checkSenders(port);
+      return;
+    }
+    if (right.kind === 'send') {
+      port.srights--;
+      this.addHolding(port, to, 1, 0);
+    } else {
+      port.sorights--;
+      this.addHolding(port, to, 0, 1);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
   // Internals: lookups.
   // -------------------------------------------------------------------------------------------
 
@@ -975,13 +1206,28 @@ export class Ipc {
     if (port === undefined) return;
     port.srights--;
     if (port.srights < 0) throw new Error(`ipc: send-right count of ${id} went negative`);
+    this.checkSenders(port);
+  }
+
+  /**
+   * After a right to `port` went away: a proxy with nothing left is reported unused; a port with
+   * no send right left on any node fires its no-senders request (and kernel-no-senders).
+   */
+  private checkSenders(port: PortState): void {
     if (port.srights > 0) return;
+    if (port.receiver.kind === 'remote') {
+      if (port.sorights === 0 && port.queue.length === 0)
+        this.emit({ kind: 'proxy-unused', portId: port.id });
+      return;
+    }
+    if (port.remote !== undefined && Object.values(port.remote).some((held) => held.send !== 0)) return;
     if (port.nsRequest !== null) {
       const to = port.nsRequest;
       port.nsRequest = null;
       this.notify(to, NotifyId.NO_SENDERS, notificationBody(port.mscount));
     }
-    if (port.kobject !== null) this.emit({ kind: 'kernel-no-senders', portId: id, kobject: port.kobject });
+    if (port.kobject !== null)
+      this.emit({ kind: 'kernel-no-senders', portId: port.id, kobject: port.kobject });
   }
 
   /** Makes a send-once right to `id` (alive: the caller holds its receive right) for a request. */
@@ -1044,6 +1290,10 @@ export class Ipc {
       this.leaveSet(port);
       delete this.state.ports[id];
       this.emit({ kind: 'port-died', portId: id });
+      if (port.remote !== undefined) {
+        const nodes = Object.keys(port.remote);
+        if (nodes.length > 0) this.emit({ kind: 'remote-holders-orphaned', portId: id, nodes });
+      }
       for (const space of Object.values(this.state.spaces)) this.deadenNames(space, id);
       if (port.nsRequest !== null) {
         const to = port.nsRequest;

@@ -41,7 +41,24 @@ export type PortReceiver =
   /** Inside a message queued on port `in` (the receive right travels with its queue). */
   | { kind: 'transit'; in: PortId }
   /** Held by the kernel: a kernel port (its `kobject` is set). */
-  | { kind: 'kernel' };
+  | { kind: 'kernel' }
+  /**
+   * On another node (NORMA IPC): this record is a proxy. Its queue holds the messages sent to the
+   * port from this node that the port's node has not acknowledged yet; its counts are the rights
+   * held on this node. The network layer knows where the port lives.
+   */
+  | { kind: 'remote' };
+
+/** Rights to a port homed here that one other node holds (see PortState.remote). */
+export interface RemoteHolding {
+  /**
+   * Send rights shipped to the node minus those it released. Negative for a while when a release
+   * overtakes the acquire of a right that a third node passed on (see Ipc.remoteAcquire).
+   */
+  send: number;
+  /** Send-once rights the node holds (each is used or destroyed exactly once). */
+  sendOnce: number;
+}
 
 export interface PortState {
   id: PortId;
@@ -71,6 +88,11 @@ export interface PortState {
   mscount: number;
   /** The no-senders request: a send-once right to this notify port, or none. */
   nsRequest: PortId | null;
+  /**
+   * Rights other nodes hold to this port, by node incarnation (absent until a right first leaves
+   * the node). No-senders waits until every holding is zero as well as `srights`.
+   */
+  remote?: Record<string, RemoteHolding>;
 }
 
 export function newPort(id: PortId, receiver: PortReceiver, kobject: KObject | null): PortState {

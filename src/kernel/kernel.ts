@@ -68,6 +68,21 @@ export interface SpawnOptions {
   readonly onStdinWanted?: () => void;
 }
 
+/**
+ * What the kernel tells the network layer (NORMA IPC, src/net/norma-ipc.ts) when the node is part
+ * of a cluster. A kernel without one is a node on its own.
+ */
+export interface KernelNetwork {
+  /** Every IPC event, after the kernel has handled it (proxies, releases, deaths). */
+  ipcEvents(events: readonly IpcEvent[]): void;
+  /** A lookup missed locally: ask the cluster (the answer comes as NameService.offerRemote). */
+  lookupName(service: string): void;
+  /** A task registered `service` here: publish it. */
+  nameRegistered(service: string, portId: string): void;
+  /** A registration made here ended (its port died): withdraw it. */
+  nameForgotten(service: string, portId: string): void;
+}
+
 /** A task running in this kernel: its plain state plus what lives only in this process. */
 export interface Task {
   readonly state: TaskState;
@@ -107,6 +122,7 @@ export class Kernel {
   readonly #timeSliceMs: number;
   readonly #onTransform: ((event: TransformProgress) => void) | undefined;
   readonly #tasks = new Map<number, TaskRecord>();
+  #network: KernelNetwork | null = null;
   /** Tasks that must not run for now (between a freeze's capture and its commit), and their parked threads. */
   readonly #paused = new Set<TaskRecord>();
   #parked: [TaskRecord, ThreadState][] = [];
@@ -137,7 +153,37 @@ export class Kernel {
     this.#timeSliceMs = options.timeSliceMs ?? timeSliceMsDefault;
     this.#onTransform = options.onTransform;
     this.ipc = new Ipc(this.nodeId);
-    this.names = new NameService(this.ipc);
+    this.names = new NameService(this.ipc, undefined, (change, service, portId) => {
+      if (change === 'registered') this.#network?.nameRegistered(service, portId);
+      else this.#network?.nameForgotten(service, portId);
+    });
+  }
+
+  /** Joins the node to a cluster: from now on the network layer sees every IPC event. */
+  attachNetwork(network: KernelNetwork): void {
+    this.#network = network;
+  }
+
+  /** The network layer changed the IPC state (a message arrived, a port died): wake who can go on. */
+  ipcChanged(): void {
+    this.#drainIpcEvents();
+  }
+
+  /** True while a thread waits in name_lookup for `service` (the network layer keeps asking). */
+  hasLookupWaiters(service: string): boolean {
+    for (const task of this.#tasks.values()) {
+      if (task.state.status !== 'running') continue;
+      for (const thread of task.state.threads) {
+        if (thread.status === 'blocked' && thread.wait?.kind === 'lookup' && thread.wait.service === service)
+          return true;
+      }
+    }
+    return false;
+  }
+
+  /** A lookup missed locally: the network layer, if any, asks the cluster. */
+  lookupRemote(service: string): void {
+    this.#network?.lookupName(service);
   }
 
   get tasks(): readonly Task[] {
@@ -495,8 +541,11 @@ export class Kernel {
         case 'kernel-no-senders':
           // Memory objects live until the node ends for now (see docs/ARCHITECTURE.md).
           break;
+        default:
+          break; // NORMA IPC events: for the network layer
       }
     }
+    this.#network?.ipcEvents(events);
   }
 
   /** Threads blocked in receive (by the port or set they wait on) and in send (by destination). */

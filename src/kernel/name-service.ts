@@ -11,10 +11,24 @@ export interface NameServiceState {
   entries: Record<string, { portId: string }>;
 }
 
+/** A registration made or ended on this node (the cluster's name service is told). */
+export type NameChangeListener = (
+  change: 'registered' | 'forgotten',
+  service: string,
+  portId: string,
+) => void;
+
 export class NameService {
+  /**
+   * Answers from the cluster's name service for lookups that missed here, each a send right the
+   * kernel holds until the waiting lookup takes it (one answer serves one retry of the lookup).
+   */
+  readonly #offers = new Map<string, string>();
+
   constructor(
     private readonly ipc: Ipc,
     readonly state: NameServiceState = { entries: {} },
+    private readonly onChange: NameChangeListener = () => {},
   ) {}
 
   /**
@@ -26,6 +40,7 @@ export class NameService {
     const taken = this.ipc.kernelCopySend(task, name);
     if (taken.kr !== KernReturn.SUCCESS) return taken.kr;
     this.#define(service, taken.portId!);
+    this.onChange('registered', service, taken.portId!);
     return KernReturn.SUCCESS;
   }
 
@@ -42,9 +57,26 @@ export class NameService {
   /** Gives `task` a send right to the service's port; null when nothing is registered under it. */
   lookup(task: number, service: string): { kr: number; name?: number } | null {
     // Own entries only: "toString" or "constructor" must not find Object.prototype's.
-    if (!Object.hasOwn(this.state.entries, service)) return null;
+    if (!Object.hasOwn(this.state.entries, service)) {
+      const offered = this.#offers.get(service);
+      if (offered === undefined) return null;
+      this.#offers.delete(service);
+      const result = this.ipc.insertSendRight(task, offered);
+      this.ipc.kernelReleaseSend(offered);
+      return result;
+    }
     const entry = this.state.entries[service]!;
     return this.ipc.insertSendRight(task, entry.portId);
+  }
+
+  /**
+   * The cluster's answer to a lookup that missed here: `portId` is a remote port to which the
+   * kernel now holds a send right. Replaces (and releases) an answer nobody took.
+   */
+  offerRemote(service: string, portId: string): void {
+    const previous = this.#offers.get(service);
+    this.#offers.set(service, portId);
+    if (previous !== undefined) this.ipc.kernelReleaseSend(previous);
   }
 
   /** Drops registrations of a port that died (called on the IPC core's port-died event). */
@@ -53,7 +85,9 @@ export class NameService {
       if (entry.portId !== portId) continue;
       delete this.state.entries[service];
       this.ipc.kernelReleaseSend(portId);
+      this.onChange('forgotten', service, portId);
     }
+    for (const [service, offered] of this.#offers) if (offered === portId) this.#offers.delete(service);
   }
 
   /**

@@ -204,6 +204,7 @@ export function makeSyscallHandlers(kernel: Kernel, _task: () => Task): Record<S
       if (found !== null)
         return found.kr === KernReturn.SUCCESS ? store(task, nameOut!, found.name!) : found.kr;
       if (wake === 'timeout' || timeoutMs === 0) return KernReturn.OPERATION_TIMED_OUT;
+      kernel.lookupRemote(service);
       return kernel.blockOn(thread, {
         kind: 'lookup',
         service,

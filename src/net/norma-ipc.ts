@@ -1,0 +1,496 @@
+/**
+ * NORMA IPC: the part of a node that makes ports on other nodes look local (Mach's netmsg server,
+ * moved into the kernel as NORMA did). It sits between one kernel's IPC core and the links to the
+ * other nodes, and does four things:
+ *
+ * - **Delivery.** A message sent to a proxy (a port homed elsewhere) waits in the proxy's queue;
+ *   this layer sends it to the port's node with a sequence number (per sending node and port,
+ *   never reset while this node runs). The home queues it and acknowledges cumulatively; only then
+ *   does the message leave the sender's queue. The home accepts exactly the next number it expects
+ *   from that node for that port, answers a duplicate with the same acknowledgement, and a message
+ *   it cannot queue yet (full, or a gap after a refusal) with `nack` naming the number it expects:
+ *   the sender goes back to it. So every message is queued exactly once and in order per sender,
+ *   and a full queue at the home stops the sender's queue, which blocks the sending task at its
+ *   queue limit (no unbounded buffering anywhere). After a reconnect everything unacknowledged is
+ *   sent again; the numbers make that harmless.
+ * - **Rights.** Send and send-once rights travel inside messages by port id. The core counts, on
+ *   the home, what each node holds (Ipc remote section); this layer carries the news: `acquire`
+ *   when a right to a third node's port was passed on, `so-move` for a send-once right, `release`
+ *   when a proxy is no longer used (with the number of send rights this node received for it).
+ * - **Death.** A port that dies with remote holders sends them `dead`; a node that leaves the
+ *   cluster (its lease expired, or it stopped) takes its ports with it: every proxy of a port that
+ *   lived there dies here (dead names everywhere), and the rights it held here are forgotten
+ *   (no-senders may fire).
+ * - **Names.** A lookup that misses locally asks the cluster's name service; a registration is
+ *   published there.
+ *
+ * Where a port lives: its id carries the incarnation of the node that created it
+ * (`<node>-<hex>.<serial>`), and that is where it lives unless the cluster's port directory says
+ * otherwise (a port that moved with its task). Frames between two nodes arrive in order; that and
+ * the per-node counts are what make the right accounting safe (see the core's remote section).
+ *
+ * The links are an interface (NodeLinks): the real one is the TLS transport between node daemons;
+ * an in-memory one connects kernels in one process for tests of this layer.
+ */
+
+import type { IpcEvent } from '../ipc/event.js';
+import type { QueuedDescriptor, QueuedMessage } from '../ipc/message.js';
+import type { PortId } from '../ipc/port.js';
+import type { TransitRight } from '../ipc/right.js';
+import type { Kernel } from '../kernel/kernel.js';
+import type { IpcFrame, WireDescriptor, WireRight } from './ipc-frames.js';
+
+/** How this layer reaches other nodes. Frames to one node arrive in the order they were sent. */
+export interface NodeLinks {
+  /**
+   * Sends a frame to the node incarnation `to`. False when there is no connection now (the frame
+   * is dropped): delivery is resumed by `peerUp` once the link is back.
+   */
+  send(to: string, frame: IpcFrame): boolean;
+}
+
+/** What this layer needs from the cluster: where ports live and the name service. */
+export interface ClusterView {
+  /** The incarnation a port lives on now, or null when that node is gone (the port is dead). */
+  locate(portId: PortId): string | null;
+  /** The port registered under `service` anywhere in the cluster, or null. */
+  lookupName(service: string): Promise<PortId | null>;
+  /** Publishes a registration made on this node; false when another node holds the name. */
+  registerName(service: string, portId: PortId): Promise<boolean>;
+  /** Withdraws a registration of this node (its port died). */
+  unregisterName(service: string, portId: PortId): Promise<void>;
+  /** A node said the port is not there (it moved): forget any cached location. */
+  refresh(portId: PortId): void;
+}
+
+/** The sender side of one proxy: sequence numbers and how much of its queue is on the wire. */
+interface Outbox {
+  /** Sequence number of the first message in the proxy's queue. */
+  base: number;
+  /** How many messages from the head of the queue have been sent and await acknowledgement. */
+  sent: number;
+  /** The node the messages went to (they are resent on a change). */
+  home: string | null;
+  /** The home refused the message `base + sent` for lack of space: wait for `space`. */
+  waiting: boolean;
+}
+
+/** Interval of name-service polls while a lookup waits for a name nobody has registered yet. */
+const lookupPollMs = 200;
+
+export class NormaIpc {
+  readonly #kernel: Kernel;
+  readonly #links: NodeLinks;
+  readonly #cluster: ClusterView;
+  readonly #log: (message: string) => void;
+  /** This node's incarnation: the node part of the port ids its kernel allocates. */
+  readonly self: string;
+  readonly #outboxes = new Map<PortId, Outbox>();
+  /** Next sequence number per remote port, kept when its proxy goes (numbers are never reused). */
+  readonly #nextSeq = new Map<PortId, number>();
+  /** Send rights this node received per proxy (reported by `release` when the proxy goes). */
+  readonly #received = new Map<PortId, number>();
+  /** Home side: next sequence number expected, by port and sending node. */
+  readonly #expected = new Map<PortId, Map<string, number>>();
+  /** Home side: nodes refused for a full queue, to be told when it has space, by port. */
+  readonly #spaceWaiters = new Map<PortId, Set<string>>();
+  /** Ports that lived here and moved away (a right to one is not a dead right). */
+  readonly #departed = new Set<PortId>();
+  readonly #lookups = new Set<string>();
+  #closed = false;
+
+  constructor(kernel: Kernel, links: NodeLinks, cluster: ClusterView, log: (message: string) => void) {
+    this.#kernel = kernel;
+    this.#links = links;
+    this.#cluster = cluster;
+    this.#log = log;
+    this.self = kernel.nodeId;
+    kernel.attachNetwork({
+      ipcEvents: (events) => this.#onIpcEvents(events),
+      lookupName: (service) => this.#lookupName(service),
+      nameRegistered: (service, portId) => this.#publishName(service, portId),
+      nameForgotten: (service, portId) => {
+        this.#cluster.unregisterName(service, portId).catch((error: unknown) => {
+          this.#log(`name service: cannot withdraw "${service}": ${String(error)}`);
+        });
+      },
+    });
+  }
+
+  close(): void {
+    this.#closed = true;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Sender side.
+  // -------------------------------------------------------------------------------------------
+
+  #onIpcEvents(events: readonly IpcEvent[]): void {
+    const ipc = this.#kernel.ipc;
+    for (const event of events) {
+      switch (event.kind) {
+        case 'message-queued':
+          if (ipc.isRemote(event.portId)) this.#flush(event.portId);
+          break;
+        case 'queue-space': {
+          const waiters = this.#spaceWaiters.get(event.portId);
+          if (waiters === undefined) break;
+          this.#spaceWaiters.delete(event.portId);
+          for (const node of waiters) this.#links.send(node, { k: 'space', port: event.portId });
+          break;
+        }
+        case 'right-exported': {
+          // A right that went to the port's own node is counted there on arrival (importRight).
+          const home = this.#cluster.locate(event.portId);
+          if (home === null || home === event.to) break;
+          if (event.right === 'send') {
+            this.#links.send(home, { k: 'acquire', port: event.portId, node: event.to });
+          } else {
+            this.#links.send(home, { k: 'so-move', port: event.portId, from: this.self, to: event.to });
+          }
+          break;
+        }
+        case 'proxy-unused':
+          this.#release(event.portId);
+          break;
+        case 'remote-holders-orphaned':
+          for (const node of event.nodes) this.#links.send(node, { k: 'dead', port: event.portId });
+          break;
+        case 'port-died':
+          this.#forgetPort(event.portId);
+          break;
+        default:
+          break;
+      }
+    }
+  }
+
+  /** Sends what the proxy's queue holds beyond what is on the wire (or everything, to a new home). */
+  #flush(portId: PortId): void {
+    if (this.#closed) return;
+    const ipc = this.#kernel.ipc;
+    const queue = ipc.proxyQueue(portId);
+    if (queue.length === 0) return;
+    const box = this.#outbox(portId);
+    const home = this.#cluster.locate(portId);
+    if (home === null) {
+      ipc.killProxy(portId);
+      this.#kernel.ipcChanged();
+      return;
+    }
+    if (home !== box.home) {
+      box.home = home;
+      box.sent = 0;
+      box.waiting = false;
+    }
+    if (box.waiting || home === this.self) return; // waits for space, or for the directory to move it
+    while (box.sent < queue.length) {
+      const seq = box.base + box.sent;
+      if (
+        !this.#links.send(
+          home,
+          messageFrame(portId, seq, queue[box.sent]!, (right) => this.#wireRight(right)),
+        )
+      ) {
+        box.sent = 0; // resent from the first unacknowledged one when the link is back
+        return;
+      }
+      box.sent++;
+    }
+  }
+
+  #outbox(portId: PortId): Outbox {
+    let box = this.#outboxes.get(portId);
+    if (box === undefined) {
+      box = { base: this.#nextSeq.get(portId) ?? 1, sent: 0, home: null, waiting: false };
+      this.#outboxes.set(portId, box);
+    }
+    return box;
+  }
+
+  /** A right as it crosses the wire: dead when its port is gone here (the receiver makes a dead name). */
+  #wireRight(right: TransitRight): WireRight {
+    const kind = right.kind === 'send' ? 's' : 'o';
+    return this.#kernel.ipc.isAlive(right.port)
+      ? { kind, port: right.port }
+      : { kind, port: right.port, dead: true };
+  }
+
+  #release(portId: PortId): void {
+    const ipc = this.#kernel.ipc;
+    const home = this.#cluster.locate(portId);
+    if (!ipc.dropProxy(portId)) return;
+    const box = this.#outboxes.get(portId);
+    if (box !== undefined) {
+      this.#nextSeq.set(portId, box.base);
+      this.#outboxes.delete(portId);
+    }
+    const received = this.#received.get(portId) ?? 0;
+    this.#received.delete(portId);
+    if (home !== null && received > 0)
+      this.#links.send(home, { k: 'release', port: portId, count: received });
+  }
+
+  #forgetPort(portId: PortId): void {
+    const box = this.#outboxes.get(portId);
+    if (box !== undefined) {
+      this.#nextSeq.set(portId, box.base);
+      this.#outboxes.delete(portId);
+    }
+    this.#received.delete(portId);
+    this.#spaceWaiters.delete(portId);
+    this.#expected.delete(portId);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Frames from other nodes.
+  // -------------------------------------------------------------------------------------------
+
+  /** Handles one (validated) frame from the node incarnation `from`. */
+  onFrame(from: string, frame: IpcFrame): void {
+    if (this.#closed) return;
+    switch (frame.k) {
+      case 'msg':
+        this.#onMessage(from, frame);
+        break;
+      case 'ack':
+        this.#onAck(from, frame.port, frame.seq);
+        break;
+      case 'nack':
+        this.#onNack(from, frame.port, frame.expected, frame.reason);
+        break;
+      case 'space': {
+        const box = this.#outboxes.get(frame.port);
+        if (box?.waiting) {
+          box.waiting = false;
+          this.#flush(frame.port);
+        }
+        break;
+      }
+      case 'acquire':
+        if (!this.#kernel.ipc.remoteAcquire(frame.port, frame.node, 'send')) {
+          this.#links.send(frame.node, { k: 'dead', port: frame.port });
+        }
+        break;
+      case 'so-move':
+        if (!this.#kernel.ipc.remoteTransferSendOnce(frame.port, frame.from, frame.to)) {
+          this.#links.send(frame.to, { k: 'dead', port: frame.port });
+        }
+        this.#kernel.ipcChanged();
+        break;
+      case 'release':
+        this.#kernel.ipc.remoteRelease(frame.port, from, frame.count);
+        this.#kernel.ipcChanged();
+        break;
+      case 'dead':
+        this.#kernel.ipc.killProxy(frame.port);
+        this.#kernel.ipcChanged();
+        break;
+    }
+  }
+
+  #onMessage(from: string, frame: Extract<IpcFrame, { k: 'msg' }>): void {
+    const ipc = this.#kernel.ipc;
+    const expected = this.#expected.get(frame.port)?.get(from) ?? 1;
+    if (frame.seq < expected) {
+      this.#links.send(from, { k: 'ack', port: frame.port, seq: expected - 1 });
+      return;
+    }
+    const deliverable = ipc.remoteDeliverable(frame.port, frame.dest === 's' ? 'send' : 'send-once');
+    if (deliverable === 'dead' && !this.#departed.has(frame.port)) {
+      this.#links.send(from, { k: 'dead', port: frame.port });
+      return;
+    }
+    if (deliverable !== 'ok' || frame.seq > expected) {
+      if (deliverable === 'full') {
+        let waiters = this.#spaceWaiters.get(frame.port);
+        if (waiters === undefined) {
+          waiters = new Set();
+          this.#spaceWaiters.set(frame.port, waiters);
+        }
+        waiters.add(from);
+      }
+      const reason = deliverable === 'ok' || deliverable === 'full' ? 'full' : 'moved';
+      // Only the first refusal of a run matters: the sender goes back to `expected` either way.
+      if (frame.seq === expected || deliverable !== 'ok') {
+        this.#links.send(from, { k: 'nack', port: frame.port, expected, reason });
+      }
+      return;
+    }
+    const right = (wire: WireRight): TransitRight => this.#importRight(wire, from);
+    const msg: QueuedMessage = {
+      dest: { kind: frame.dest === 's' ? 'send' : 'send-once', port: frame.port },
+      reply: frame.reply === null ? null : right(frame.reply),
+      id: frame.id,
+      descriptors: frame.descriptors.map(
+        (d): QueuedDescriptor =>
+          d.t === 'ool' ? { type: 'ool', bytes: d.bytes } : { type: 'port', right: right(d.right) },
+      ),
+      body: frame.body,
+    };
+    ipc.deliverRemote(msg, from);
+    let senders = this.#expected.get(frame.port);
+    if (senders === undefined) {
+      senders = new Map();
+      this.#expected.set(frame.port, senders);
+    }
+    senders.set(from, expected + 1);
+    this.#links.send(from, { k: 'ack', port: frame.port, seq: frame.seq });
+    this.#kernel.ipcChanged();
+  }
+
+  /** Counts a right that arrived from `from`; a right to a port that died here stays dead. */
+  #importRight(wire: WireRight, from: string): TransitRight {
+    const kind = wire.kind === 's' ? 'send' : 'send-once';
+    const ipc = this.#kernel.ipc;
+    if (wire.dead === true || (!ipc.isAlive(wire.port) && this.#livedHere(wire.port))) {
+      return { kind, port: wire.port };
+    }
+    const wasProxy = ipc.isRemote(wire.port) || !ipc.isAlive(wire.port);
+    const transit = ipc.importRight(kind, wire.port, from);
+    if (wasProxy && kind === 'send') this.#received.set(wire.port, (this.#received.get(wire.port) ?? 0) + 1);
+    return transit;
+  }
+
+  /** True for a port created by this node that never moved away: absent here means dead. */
+  #livedHere(portId: PortId): boolean {
+    return originOf(portId) === this.self && !this.#departed.has(portId);
+  }
+
+  #onAck(from: string, portId: PortId, seq: number): void {
+    const box = this.#outboxes.get(portId);
+    if (box === undefined || box.home !== from) return;
+    const count = seq - box.base + 1;
+    if (count <= 0 || count > box.sent) return; // a duplicate acknowledgement
+    box.base += count;
+    box.sent -= count;
+    this.#kernel.ipc.takeAcknowledged(portId, count, from);
+    this.#kernel.ipcChanged();
+  }
+
+  #onNack(from: string, portId: PortId, expected: number, reason: 'full' | 'moved'): void {
+    const box = this.#outboxes.get(portId);
+    if (box === undefined || box.home !== from) return;
+    // Everything before `expected` was queued there; a gap means acknowledgements are in flight.
+    if (expected > box.base) this.#onAck(from, portId, expected - 1);
+    box.sent = 0;
+    if (reason === 'full') {
+      box.waiting = true;
+      return;
+    }
+    // The port left that node: ask the directory again on the next flush.
+    box.home = null;
+    this.#cluster.refresh(portId);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Membership.
+  // -------------------------------------------------------------------------------------------
+
+  /** The link to `node` is (back) up: resend everything unacknowledged that goes there. */
+  peerUp(node: string): void {
+    for (const [portId, box] of this.#outboxes) {
+      if (box.home !== node) continue;
+      box.sent = 0;
+      box.waiting = false;
+      this.#flush(portId);
+    }
+  }
+
+  /**
+   * The node incarnation `node` left the cluster: its ports are dead here, the rights it held to
+   * ports here are gone, and nothing more will come from it.
+   */
+  nodeGone(node: string): void {
+    const ipc = this.#kernel.ipc;
+    ipc.forgetNode(node);
+    for (const portId of ipc.proxies()) {
+      if (this.#cluster.locate(portId) === null || this.#cluster.locate(portId) === node)
+        ipc.killProxy(portId);
+    }
+    for (const senders of this.#expected.values()) senders.delete(node);
+    for (const waiters of this.#spaceWaiters.values()) waiters.delete(node);
+    this.#kernel.ipcChanged();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Names.
+  // -------------------------------------------------------------------------------------------
+
+  #lookupName(service: string): void {
+    if (this.#lookups.has(service) || this.#closed) return;
+    this.#lookups.add(service);
+    this.#cluster.lookupName(service).then(
+      (portId) => {
+        this.#lookups.delete(service);
+        if (this.#closed) return;
+        const home = portId === null ? null : this.#cluster.locate(portId);
+        if (portId !== null && home !== null) {
+          const ipc = this.#kernel.ipc;
+          if (!ipc.isHomedHere(portId)) {
+            if (home === this.self) return; // moving here: the next poll finds it
+            // The kernel holds a send right of its own until the lookup takes it; the home
+            // counts it for this node from the acquire on (a release follows on the same link).
+            ipc.importKernelSend(portId);
+            this.#links.send(home, { k: 'acquire', port: portId, node: this.self });
+            this.#received.set(portId, (this.#received.get(portId) ?? 0) + 1);
+          }
+          this.#kernel.names.offerRemote(service, portId);
+          this.#kernel.wakeWhere((wait) => wait.kind === 'lookup' && wait.service === service);
+          return;
+        }
+        if (this.#kernel.hasLookupWaiters(service)) {
+          setTimeout(() => {
+            if (this.#kernel.hasLookupWaiters(service)) this.#lookupName(service);
+          }, lookupPollMs).unref();
+        }
+      },
+      (error: unknown) => {
+        this.#lookups.delete(service);
+        this.#log(`name service: lookup of "${service}" failed: ${String(error)}`);
+        if (this.#kernel.hasLookupWaiters(service)) {
+          setTimeout(() => this.#lookupName(service), lookupPollMs * 5).unref();
+        }
+      },
+    );
+  }
+
+  #publishName(service: string, portId: PortId): void {
+    this.#cluster.registerName(service, portId).then(
+      (published) => {
+        if (!published) {
+          this.#log(
+            `name service: "${service}" is registered by another node; the local registration stays local`,
+          );
+        }
+      },
+      (error: unknown) => this.#log(`name service: cannot publish "${service}": ${String(error)}`),
+    );
+  }
+}
+
+/** The node incarnation in a port id (`<incarnation>.<serial>`). */
+export function originOf(portId: PortId): string {
+  return portId.slice(0, portId.lastIndexOf('.'));
+}
+
+function messageFrame(
+  portId: PortId,
+  seq: number,
+  msg: QueuedMessage,
+  wire: (right: TransitRight) => WireRight,
+): IpcFrame {
+  return {
+    k: 'msg',
+    port: portId,
+    seq,
+    dest: msg.dest.kind === 'send' ? 's' : 'o',
+    id: msg.id,
+    reply: msg.reply === null ? null : wire(msg.reply),
+    descriptors: msg.descriptors.map(
+      (d): WireDescriptor =>
+        d.type === 'ool' ? { t: 'ool', bytes: d.bytes } : { t: 'port', right: wire(d.right) },
+    ),
+    body: msg.body,
+  };
+}

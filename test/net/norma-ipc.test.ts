@@ -1,0 +1,276 @@
+// NORMA IPC between kernels linked in memory (MemoryCluster): remote delivery, rights crossing
+// nodes and their accounting (no-senders, send-once), flow control, and the death of ports and
+// nodes. The same layer runs between node daemons over TLS in test/net/cluster.test.ts.
+import { strict as assert } from 'node:assert';
+import { Disposition, KernReturn, NotifyId, NotifyVariant, PortType } from '../../src/abi/syscalls.js';
+import type { Kernel } from '../../src/kernel/kernel.js';
+import { MemoryCluster } from '../../src/net/memory-cluster.js';
+import { assertKr, message, port, portDescriptor } from '../ipc/helpers.js';
+import { runTask, startTask, taskModule, testKernel } from '../support/fixtures.js';
+
+/** A task id for IPC spaces driven directly by a test (no WebAssembly behind them). */
+const T = 1000;
+
+function node(name: string): Kernel {
+  return testKernel({ nodeId: `${name}-0000000${name.length}` });
+}
+
+/** Three kernels joined in one in-memory cluster, each with a bare IPC space for task T. */
+function threeNodes(): { cluster: MemoryCluster; a: Kernel; b: Kernel; c: Kernel } {
+  const cluster = new MemoryCluster();
+  const [a, b, c] = [node('a'), node('b'), node('c')];
+  for (const kernel of [a, b, c]) {
+    cluster.join(kernel);
+    kernel.ipc.createSpace(T);
+  }
+  return { cluster, a, b, c };
+}
+
+/** Registers a fresh receive right of T on `home` as `service` and returns its name there. */
+function serve(home: Kernel, service: string): number {
+  const name = port(home.ipc, T);
+  assertKr(home.names.register(T, service, name), KernReturn.SUCCESS);
+  return name;
+}
+
+/** Looks `service` up from `kernel` through the cluster; the send right's name in T's space. */
+async function lookup(cluster: MemoryCluster, kernel: Kernel, service: string): Promise<number> {
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const found = kernel.names.lookup(T, service);
+    if (found !== null) {
+      assertKr(found.kr, KernReturn.SUCCESS);
+      return found.name!;
+    }
+    kernel.lookupRemote(service);
+    await cluster.idle();
+  }
+  throw new Error(`${service} not found`);
+}
+
+function send(kernel: Kernel, msg: Parameters<Kernel['ipc']['send']>[1]): void {
+  assertKr(kernel.ipc.send(T, msg), KernReturn.SUCCESS);
+  kernel.ipcChanged();
+}
+
+function receive(kernel: Kernel, name: number) {
+  const result = kernel.ipc.receive(T, name, 1 << 20);
+  assert.equal(result.kr, KernReturn.SUCCESS, `receive: ${String(result.kr)}`);
+  kernel.ipcChanged();
+  return (result as Extract<typeof result, { message: unknown }>).message;
+}
+
+function audit(...kernels: Kernel[]): void {
+  for (const kernel of kernels) assert.deepEqual(kernel.ipc.audit(), [], kernel.nodeId);
+}
+
+/** What other nodes hold of the port `name` of T on `home`, by node. */
+function holdings(home: Kernel, name: number): Record<string, unknown> {
+  const portId = home.ipc.portIdOf(T, name)!;
+  return { ...(home.ipc.state.ports[portId]!.remote ?? {}) };
+}
+
+describe('NORMA IPC (kernels linked in memory)', () => {
+  it('runs the counter service on one node and its client on another', async () => {
+    const cluster = new MemoryCluster();
+    const [a, b] = [node('a'), node('b')];
+    cluster.join(a);
+    cluster.join(b);
+    const server = await startTask(a, { module: taskModule('counter-server'), name: 'counter-server' });
+    const client = await runTask(b, { module: taskModule('counter-client'), args: ['counter-client', '25'] });
+    assert.equal(client.stdout, 'counter = 25\nserver stopped after 27 requests\n');
+    assert.equal(
+      (await server.done).stdout,
+      'counter-server: registered "counter"\ncounter-server: stopped after 27 requests, counter = 25\n',
+    );
+    await cluster.idle();
+    audit(a, b);
+    assert.deepEqual(b.ipc.proxies(), [], 'the client node keeps no proxy once its task is gone');
+  });
+
+  it('passes a send right along three nodes and uses it at the far end', async () => {
+    const cluster = new MemoryCluster();
+    const [a, b, c] = [node('a'), node('b'), node('c')];
+    for (const kernel of [a, b, c]) cluster.join(kernel);
+    const server = await startTask(a, { module: taskModule('counter-server'), name: 'counter-server' });
+    const broker = await startTask(b, {
+      module: taskModule('right-broker'),
+      args: ['right-broker', 'counter'],
+    });
+    const client = await runTask(c, {
+      module: taskModule('broker-client'),
+      args: ['broker-client', 'counter', '7'],
+    });
+    assert.equal(client.stdout, 'counter = 7\n');
+    assert.equal(
+      (await broker.done).stdout,
+      'right-broker: serving "broker:counter"\nright-broker: handed out 1 rights\n',
+    );
+    // The right came from a, went to b, then to c: c's requests reached a directly.
+    const direct = cluster.sent.filter(
+      (s) => s.from === c.nodeId && s.to === a.nodeId && s.frame.k === 'msg',
+    );
+    assert.equal(direct.length, 8);
+    const stopper = await runTask(c, { module: taskModule('counter-client'), args: ['counter-client', '1'] });
+    assert.equal(stopper.stdout, 'counter = 8\nserver stopped after 11 requests\n');
+    await server.done;
+    await cluster.idle();
+    audit(a, b, c);
+    for (const kernel of [b, c]) assert.deepEqual(kernel.ipc.proxies(), []);
+  });
+
+  it('counts rights per node: no-senders fires once no node holds a send right', async () => {
+    const { cluster, a, b, c } = threeNodes();
+    const service = serve(a, 'svc');
+    const notify = port(a.ipc, T);
+    assertKr(a.ipc.portRequestNotification(T, service, NotifyVariant.NO_SENDERS, notify), KernReturn.SUCCESS);
+    a.names.forgetPort(a.ipc.portIdOf(T, service)!); // the name service lets go of its right
+    a.ipcChanged();
+    // No-senders fired for the name service's right only if nobody else held one: look it up first.
+    const onB = await lookup(cluster, b, 'svc').catch(() => 0);
+    assert.equal(onB, 0, 'after the registration is gone, lookups fail');
+    assert.equal(a.ipc.hasMessage(T, notify), true, 'no-senders after the last (kernel) right');
+    receive(a, notify);
+
+    // Again with remote holders: b gets a right by lookup and passes copies to c.
+    assertKr(a.ipc.portInsertRight(T, service, Disposition.MAKE_SEND), KernReturn.SUCCESS);
+    assertKr(a.names.register(T, 'svc2', service), KernReturn.SUCCESS);
+    assertKr(a.ipc.portRequestNotification(T, service, NotifyVariant.NO_SENDERS, notify), KernReturn.SUCCESS);
+    const bRight = await lookup(cluster, b, 'svc2');
+    const cInbox = serve(c, 'inbox');
+    const toC = await lookup(cluster, b, 'inbox');
+    send(
+      b,
+      message(toC, Disposition.MOVE_SEND, { descriptors: [portDescriptor(bRight, Disposition.COPY_SEND)] }),
+    );
+    await cluster.idle();
+    const atC = receive(c, cInbox);
+    const cRight = atC.descriptors[0]!;
+    assert.equal(cRight.type, 'port');
+    // a drops its own rights and the registration: b and c still hold send rights.
+    assertKr(a.ipc.portModRefs(T, service, 0, -1), KernReturn.SUCCESS);
+    a.names.forgetPort(a.ipc.portIdOf(T, service)!);
+    a.ipcChanged();
+    await cluster.idle();
+    assert.equal(a.ipc.hasMessage(T, notify), false, 'b and c still hold send rights');
+    assertKr(b.ipc.portDeallocate(T, bRight), KernReturn.SUCCESS);
+    b.ipcChanged();
+    await cluster.idle();
+    assert.equal(a.ipc.hasMessage(T, notify), false, 'c still holds one');
+    assertKr(c.ipc.portDeallocate(T, (cRight as { name: number }).name), KernReturn.SUCCESS);
+    c.ipcChanged();
+    await cluster.idle();
+    const ns = receive(a, notify);
+    assert.equal(ns.id, NotifyId.NO_SENDERS);
+    assert.deepEqual(holdings(a, service), {});
+    audit(a, b, c);
+  });
+
+  it('delivers a reply through a send-once right that crossed two nodes', async () => {
+    const { cluster, a, b, c } = threeNodes();
+    const inboxB = serve(b, 'b-inbox');
+    const inboxC = serve(c, 'c-inbox');
+    const replyPort = port(a.ipc, T);
+    const toB = await lookup(cluster, a, 'b-inbox');
+    const bToC = await lookup(cluster, b, 'c-inbox');
+    // a asks b with a send-once reply right; b forwards the request (and the right) to c; c answers.
+    send(
+      a,
+      message(toB, Disposition.COPY_SEND, {
+        replyName: replyPort,
+        replyDisposition: Disposition.MAKE_SEND_ONCE,
+        id: 1,
+      }),
+    );
+    await cluster.idle();
+    const atB = receive(b, inboxB);
+    send(
+      b,
+      message(bToC, Disposition.COPY_SEND, {
+        replyName: atB.replyName,
+        replyDisposition: Disposition.MOVE_SEND_ONCE,
+        id: 2,
+      }),
+    );
+    await cluster.idle();
+    const atC = receive(c, inboxC);
+    assert.equal(atC.replyDisposition, Disposition.MOVE_SEND_ONCE);
+    send(c, message(atC.replyName, Disposition.MOVE_SEND_ONCE, { id: 3, body: new Uint8Array([42]) }));
+    await cluster.idle();
+    const answer = receive(a, replyPort);
+    assert.equal(answer.id, 3);
+    assert.deepEqual([...answer.body], [42]);
+    assert.deepEqual(holdings(a, replyPort), {}, 'the send-once right is used up everywhere');
+    audit(a, b, c);
+  });
+
+  it('bounds what is in flight: a sender blocks at the queue limit of the remote port', async () => {
+    const { cluster, a, b } = threeNodes();
+    const inbox = serve(a, 'inbox');
+    assertKr(a.ipc.portSetQlimit(T, inbox, 3), KernReturn.SUCCESS);
+    const dest = await lookup(cluster, b, 'inbox');
+    let sent = 0;
+    for (let i = 0; i < 20; i++) {
+      const kr = b.ipc.send(T, message(dest, Disposition.COPY_SEND, { id: i }));
+      b.ipcChanged();
+      if (kr !== KernReturn.SUCCESS) break;
+      sent++;
+      await cluster.idle();
+    }
+    // 3 queued at a, and the proxy's own limit (5 by default) waiting at b: then the sender blocks.
+    const proxy = b.ipc.state.ports[b.ipc.portIdOf(T, dest)!]!;
+    assert.equal(sent, 3 + proxy.qlimit);
+    assert.equal(b.ipc.send(T, message(dest, Disposition.COPY_SEND)), -1, 'sendWouldBlock');
+    // Receiving at a lets the rest through, in order, each exactly once.
+    const ids: number[] = [];
+    while (ids.length < sent) {
+      if (!a.ipc.hasMessage(T, inbox)) {
+        await cluster.idle();
+        continue;
+      }
+      ids.push(receive(a, inbox).id);
+    }
+    assert.deepEqual(ids, [...Array(sent).keys()]);
+    await cluster.idle();
+    assert.equal(a.ipc.hasMessage(T, inbox), false, 'nothing doubled');
+    audit(a, b);
+  });
+
+  it('turns rights into dead names when the remote port dies or its node dies', async () => {
+    const { cluster, a, b, c } = threeNodes();
+    const doomed = serve(a, 'doomed');
+    serve(c, 'survivor');
+    const onB = await lookup(cluster, b, 'doomed');
+    const survivorOnB = await lookup(cluster, b, 'survivor');
+    const watch = port(b.ipc, T);
+    assertKr(b.ipc.portRequestNotification(T, onB, NotifyVariant.DEAD_NAME, watch), KernReturn.SUCCESS);
+    assertKr(a.ipc.portDestroy(T, doomed), KernReturn.SUCCESS);
+    a.ipcChanged();
+    await cluster.idle();
+    assert.equal(receive(b, watch).id, NotifyId.DEAD_NAME);
+    assert.equal(b.ipc.portType(T, onB).type & PortType.DEAD_NAME, PortType.DEAD_NAME);
+    assertKr(b.ipc.send(T, message(onB, Disposition.COPY_SEND)), KernReturn.SEND_INVALID_DEST);
+
+    cluster.kill(c.nodeId);
+    assert.equal(b.ipc.portType(T, survivorOnB).type & PortType.DEAD_NAME, PortType.DEAD_NAME);
+    assert.equal(await b.names.lookup(T, 'survivor'), null);
+    audit(a, b);
+  });
+
+  it('refuses to send receive rights and memory-object rights to another node', async () => {
+    const { cluster, a, b } = threeNodes();
+    serve(a, 'inbox');
+    const dest = await lookup(cluster, b, 'inbox');
+    const mine = port(b.ipc, T);
+    assertKr(
+      b.ipc.send(
+        T,
+        message(dest, Disposition.COPY_SEND, {
+          descriptors: [portDescriptor(mine, Disposition.MOVE_RECEIVE)],
+        }),
+      ),
+      KernReturn.SEND_INVALID_RIGHT,
+    );
+    assert.equal(b.ipc.portType(T, mine).type, PortType.RECEIVE, 'nothing moved');
+    audit(a, b);
+  });
+});
