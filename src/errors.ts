@@ -56,11 +56,64 @@ export const errorCodes = {
   /** A control request is not valid JSON, too long, of another protocol version, or has bad params. */
   NODE_BAD_REQUEST:
     'Talk to the node with the `norma` commands, or follow src/node/control-protocol.ts (one JSON request per line).',
+  /** `--node` names no live member of the cluster. */
+  NODE_UNKNOWN: 'List the members with `norma nodes`.',
+  /** The node is not part of a cluster (started without --cluster), so it cannot do this. */
+  NODE_NOT_IN_CLUSTER:
+    'Start the node with --cluster DIR --name NAME --etcd URL (see `norma node start --help`).',
   /** `norma resume` with no argument, but the node was not suspended. */
   NODE_NOT_SUSPENDED:
     'Nothing to resume: `norma suspend` records a suspend point; `norma thaw <snapshot>` or `norma resume <snapshot>` resume a given snapshot.',
   /** The task exists but is not running (frozen, exited, lost). */
   TASK_NOT_RUNNING: 'See its status with `norma ps`; a frozen task is thawed with `norma thaw <snapshot>`.',
+  // Cluster transport
+  /** The `norma cluster init` directory already holds a cluster: its CA is never overwritten. */
+  CLUSTER_EXISTS:
+    'Use the existing cluster (`norma cluster` commands take its directory), or init a new one in an empty directory.',
+  /** The cluster directory lacks the CA, the cluster id, or this node's certificate and key. */
+  CLUSTER_CREDENTIALS_MISSING:
+    'Create the cluster with `norma cluster init <dir>` and point the node at that directory; a node certificate is issued where ca.key is present.',
+  /** A cluster file is unreadable or inconsistent (bad cluster.json, a key that does not match its certificate, a certificate of another CA). */
+  CLUSTER_CREDENTIALS_INVALID:
+    'Restore the cluster directory from its copy, or delete nodes/<name>.crt and nodes/<name>.key to have them issued again.',
+  /** A peer sent bytes that are not a valid frame (bad length, not CBOR, unknown kind, wrong fields, cut short). */
+  NET_FRAME_MALFORMED:
+    'The peer runs a broken or foreign program: check that every node runs the same norma version; the connection was closed.',
+  /** A frame is longer than frameSizeMax (sent: split the data; received: the connection was closed). */
+  NET_FRAME_TOO_LARGE:
+    'Send large data in several frames; a peer that announces a larger frame is disconnected.',
+  /** The peer speaks another version of the node-to-node wire protocol. */
+  NET_PROTOCOL_MISMATCH: 'Run the same norma version on every node of the cluster.',
+  /** The peer belongs to another cluster (its hello names another cluster id). */
+  NET_CLUSTER_MISMATCH: 'Give every node credentials from the same `norma cluster init` directory.',
+  /** The peer's certificate is refused, missing, or names another node than the one it claims to be. */
+  NET_AUTH_FAILED:
+    'Issue credentials for the node from the CA of this cluster (its `norma cluster init` directory) and start it under the name of its certificate.',
+  /** A connection did not finish the handshake (TLS, then hello and welcome) in time. */
+  NET_HANDSHAKE_TIMEOUT:
+    'Check that the address is a norma node of this cluster and that the network lets it answer.',
+  /** No connection could be made to the peer's address. */
+  NET_PEER_UNREACHABLE:
+    'Check that the node runs and listens on that address, and that no firewall is in the way.',
+  /** The connection to the peer is closed (it closed it, it died, or this node closed it). */
+  NET_PEER_CLOSED:
+    'Connect to the peer again; what was sent but not acknowledged by the layer above may be lost.',
+  /** The peer refused the connection with a code this version does not know (the message says which). */
+  NET_PEER_REJECTED:
+    'Run the same norma version on every node of the cluster; the log of the peer says more.',
+  // Cluster directory
+  /** etcd does not answer (stopped, unreachable, or slower than clusterCallMsMax); the directory retries by itself. */
+  CLUSTER_UNAVAILABLE:
+    'Check that etcd runs and that the node is given its client URL (`etcdctl --endpoints <url> endpoint health`); the node keeps its local work and rejoins the cluster by itself when etcd answers again.',
+  /** Another live node (another incarnation) holds this member name in the cluster. */
+  CLUSTER_MEMBER_NAME_TAKEN:
+    'Give this node another name, or stop the node that uses it; the name of a node that died is free once its lease expires (its TTL).',
+  /** The node was cut off longer than its lease TTL and another node took its member name meanwhile. */
+  CLUSTER_EVICTED:
+    'This node left the cluster: restart it (under another name if the other node keeps this one).',
+  /** A value under /norma/<cluster>/ in etcd is not a norma record (another program, or a foreign version, wrote it). */
+  CLUSTER_RECORD_CORRUPT:
+    'Inspect it with `etcdctl get --prefix /norma/` and delete the key named in the message (`etcdctl del <key>`); the node that owns it writes it again.',
 } as const;
 
 export type ErrorCode = keyof typeof errorCodes;

@@ -44,3 +44,20 @@ export const fuelPerCheck = 4096;
 
 /** Largest file of a task's in-memory file system (WASI returns EFBIG beyond it). */
 export const memoryFsFileBytesMax = 1024 * 1024 * 1024;
+
+/**
+ * Largest frame body of the node-to-node wire protocol (src/net/wire-protocol.ts): 16 MiB of data
+ * and 64 KiB for the fields around it. A receiver refuses a larger length from the frame header
+ * alone, before it buffers a byte of the body, so one connection never holds more than this.
+ */
+export const frameSizeMax = 16 * 1024 * 1024 + 64 * 1024;
+/**
+ * Bytes a peer connection may hold unsent before `Peer.send` tells its caller to wait for
+ * `Peer.drained()`: enough to keep a loopback or LAN link busy, small enough that a slow peer
+ * costs a bounded amount of memory.
+ */
+export const peerWriteBufferBytesMax = 1024 * 1024;
+/** Default time a new connection has for each phase of its handshake: TLS, then hello and welcome. */
+export const handshakeTimeoutMsDefault = 5000;
+/** How long a connection that this node closes waits for the peer to close its side before it is destroyed. */
+export const peerCloseLingerMs = 1000;

@@ -8,8 +8,8 @@
 
 import type { PortId } from '../ipc/port.js';
 import type { Kernel } from '../kernel/kernel.js';
-import type { IpcFrame } from './ipc-frames.js';
 import { type ClusterView, type NodeLinks, NormaIpc, originOf } from './norma-ipc.js';
+import type { IpcFrame } from './wire-protocol.js';
 
 interface MemoryNode {
   readonly kernel: Kernel;

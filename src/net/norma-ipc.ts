@@ -38,7 +38,7 @@ import type { QueuedDescriptor, QueuedMessage } from '../ipc/message.js';
 import type { PortId } from '../ipc/port.js';
 import type { TransitRight } from '../ipc/right.js';
 import type { Kernel } from '../kernel/kernel.js';
-import type { IpcFrame, WireDescriptor, WireRight } from './ipc-frames.js';
+import type { IpcFrame, WireDescriptor, WireRight } from './wire-protocol.js';
 
 /** How this layer reaches other nodes. Frames to one node arrive in the order they were sent. */
 export interface NodeLinks {

@@ -49,7 +49,11 @@ export class ControlClient {
   #buffer = '';
   #closedError: NormaError | null = null;
 
-  private constructor(private readonly socket: Socket) {
+  /** `node`: the cluster member every request is for (the node at `socket` forwards them). */
+  private constructor(
+    private readonly socket: Socket,
+    private readonly node: string | undefined,
+  ) {
     socket.setEncoding('utf8');
     socket.on('data', (chunk: string) => this.#receive(chunk));
     socket.on('error', () => undefined);
@@ -60,13 +64,13 @@ export class ControlClient {
     });
   }
 
-  /** Connects to the node listening on `path`. */
-  static connect(path: string): Promise<ControlClient> {
+  /** Connects to the node listening on `path`; with `node`, requests are for that cluster member. */
+  static connect(path: string, node?: string): Promise<ControlClient> {
     return new Promise((resolve, reject) => {
       const socket = connect(path);
       socket.once('connect', () => {
         socket.removeAllListeners('error');
-        resolve(new ControlClient(socket));
+        resolve(new ControlClient(socket, node));
       });
       socket.once('error', (error: NodeJS.ErrnoException) => {
         if (error.code === 'ENOENT' || error.code === 'ECONNREFUSED') {
@@ -114,7 +118,7 @@ export class ControlClient {
         reject,
         ...(onEvent === undefined ? {} : { onEvent }),
       });
-      this.socket.write(encodeRequest(id, method, params));
+      this.socket.write(encodeRequest(id, method, params, this.node));
     });
   }
 
@@ -174,8 +178,9 @@ export async function callNode<M extends Method>(
   socketPath: string,
   method: M,
   params: ParamsIn<M>,
+  node?: string,
 ): Promise<Results[M]> {
-  const client = await ControlClient.connect(socketPath);
+  const client = await ControlClient.connect(socketPath, node);
   try {
     return await client.call(method, params);
   } finally {

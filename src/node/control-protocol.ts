@@ -7,7 +7,7 @@
  * A client may send several requests on one connection; responses come as each completes, matched
  * by `id`.
  *
- *   request   {"v":1, "id":7, "method":"ps", "params":{}}
+ *   request   {"v":1, "id":7, "method":"ps", "params":{}, "node":"n2"}   (node: optional, see below)
  *   result    {"id":7, "result":{...}}
  *   error     {"id":7, "error":{"code":"TASK_NOT_FOUND", "message":"...", "hint":"..."}}
  *   event     {"id":7, "event":"log", "stream":"stdout"|"stderr", "data":"<base64>"}
@@ -18,6 +18,10 @@
  * wrong type or range, or another protocol version is NODE_BAD_REQUEST, and the node goes on
  * serving. `logs` sends `event`s before its result; with `follow` it goes on sending them until the
  * task ends (then its result) or the client closes the connection.
+ *
+ * `node` names the cluster member that should carry the request out (every command's `--node`):
+ * the node that reads it forwards it over the cluster transport and relays the answer (and log
+ * events). Without it, or naming itself, the node carries it out itself.
  */
 import { isAbsolute } from 'node:path';
 import { z } from 'zod';
@@ -76,6 +80,10 @@ export const methodParams = {
   resumeSuspended: none,
   /** Kills every task and stops the node. */
   stop: none,
+  /** The cluster's members with their load (a node on its own lists itself). */
+  nodes: none,
+  /** The cluster's name service: every registered name and the port behind it. */
+  names: none,
 } as const;
 
 export type Method = keyof typeof methodParams;
@@ -141,6 +149,28 @@ export interface Results {
   suspend: { snapshot: string | null; tasks: TaskRef[] };
   resumeSuspended: { snapshot: string | null; tasks: TaskRef[]; frozen: TaskRef[] };
   stop: { killed: number };
+  nodes: { cluster: string | null; members: MemberInfo[] };
+  names: { names: NameInfo[] };
+}
+
+/** A node of the cluster as `norma nodes` shows it. */
+export interface MemberInfo {
+  name: string;
+  incarnation: string;
+  address: string;
+  pid: number;
+  startedAt: string;
+  load: { tasks: number; runnable: number; cpu: number };
+  /** The node that answered. */
+  self: boolean;
+}
+
+/** A registration of the name service. */
+export interface NameInfo {
+  name: string;
+  portId: string;
+  /** The node that registered it. */
+  node: string;
 }
 
 export interface WireError {
@@ -156,15 +186,20 @@ export interface LogEvent {
   data: string;
 }
 
+/** `node`: the cluster member that should carry the request out (the receiving node forwards it). */
 export type ParsedRequest = {
-  [M in Method]: { id: RequestId; method: M; params: Params<M> };
+  [M in Method]: { id: RequestId; method: M; params: Params<M>; node?: string };
 }[Method];
+
+/** Node names: they appear in certificates, port ids and etcd keys. */
+export const nodeNamePattern = /^[a-z0-9][a-z0-9-]{0,31}$/;
 
 const envelope = z.object({
   v: z.unknown(),
   id: z.union([z.number().finite(), z.string().max(64)]),
   method: z.string(),
   params: z.unknown().optional(),
+  node: z.string().regex(nodeNamePattern).optional(),
 });
 
 function badRequest(message: string): NormaError {
@@ -185,7 +220,7 @@ export function parseRequest(
   if (!parsed.success) {
     return { ok: false, id: null, error: badRequest('a request is an object with v, id, method and params') };
   }
-  const { v, id, method, params } = parsed.data;
+  const { v, id, method, params, node } = parsed.data;
   if (v !== controlProtocolVersion) {
     return {
       ok: false,
@@ -208,11 +243,17 @@ export function parseRequest(
     const problems = checked.error.issues.map((i) => `${i.path.join('.') || 'params'}: ${i.message}`);
     return { ok: false, id, error: badRequest(`bad params for ${method}: ${problems.join('; ')}`) };
   }
-  return { ok: true, request: { id, method, params: checked.data } as ParsedRequest };
+  const request = { id, method, params: checked.data, ...(node === undefined ? {} : { node }) };
+  return { ok: true, request: request as ParsedRequest };
 }
 
-export function encodeRequest<M extends Method>(id: RequestId, method: M, params: ParamsIn<M>): string {
-  return `${JSON.stringify({ v: controlProtocolVersion, id, method, params })}\n`;
+export function encodeRequest<M extends Method>(
+  id: RequestId,
+  method: M,
+  params: ParamsIn<M>,
+  node?: string,
+): string {
+  return `${JSON.stringify({ v: controlProtocolVersion, id, method, params, node })}\n`;
 }
 
 export function encodeResult(id: RequestId, result: unknown): string {

@@ -40,8 +40,21 @@ import { Kernel } from '../kernel/kernel.js';
 import { makeDirectories } from '../snapshot/disk.js';
 import { prepareFreezer } from '../snapshot/freezer.js';
 import { SnapshotStore } from '../snapshot/store.js';
-import { probeSocket } from './control-client.js';
-import { controlProtocolVersion, type ParsedRequest, type Results } from './control-protocol.js';
+import { ClusterMember, type ClusterOptions, clusterIncarnation } from './cluster-member.js';
+import { fromWire, probeSocket } from './control-client.js';
+import {
+  controlProtocolVersion,
+  encodeError,
+  encodeLogEvent,
+  encodeRequest,
+  encodeResult,
+  type LogEvent,
+  type ParsedRequest,
+  parseRequest,
+  type Results,
+  type WireError,
+  wireError,
+} from './control-protocol.js';
 import { ControlServer, type RequestContext } from './control-server.js';
 import { type NodePaths, nodePaths } from './node-files.js';
 import { NodeTasks } from './node-tasks.js';
@@ -49,6 +62,8 @@ import { readJournal } from './task-journal.js';
 
 export interface DaemonOptions {
   readonly store: string;
+  /** Join a cluster (see cluster-member.ts); a node without one works on its own. */
+  readonly cluster?: ClusterOptions | undefined;
   readonly socket?: string | undefined;
   readonly pidFile?: string | undefined;
   readonly log?: string | undefined;
@@ -66,6 +81,8 @@ export class NodeDaemon {
   #resolveStopped!: () => void;
   #server: ControlServer | null = null;
   #stopping: Promise<void> | null = null;
+  /** The node's cluster membership, or null for a node on its own. */
+  #member: ClusterMember | null = null;
 
   private constructor(
     readonly paths: NodePaths,
@@ -87,7 +104,12 @@ export class NodeDaemon {
     await makeDirectories(paths.store);
     await makeDirectories(paths.logsDirectory);
     await NodeDaemon.claimSocket(paths.socket);
-    const kernel = new Kernel({ nodeId: `node-${randomBytes(4).toString('hex')}` });
+    const kernel = new Kernel({
+      nodeId:
+        options.cluster === undefined
+          ? `node-${randomBytes(4).toString('hex')}`
+          : clusterIncarnation(options.cluster.name),
+    });
     prepareFreezer(); // both hashing threads ready for the first freeze
     const store = await SnapshotStore.open(paths.store);
     let daemon: NodeDaemon | null = null;
@@ -97,6 +119,12 @@ export class NodeDaemon {
       await tasks.adoptJournal(await readJournal(paths.journal, log));
       const created = new NodeDaemon(paths, kernel, store, tasks, log);
       daemon = created;
+      if (options.cluster !== undefined) {
+        const member = await ClusterMember.join(kernel, options.cluster, log);
+        created.#member = member;
+        member.serveForwarded((line, reply) => created.#serveForwarded(line, reply));
+        log(`member ${member.name} of cluster ${member.cluster}, listening on ${member.address}`);
+      }
       created.#server = await ControlServer.listen(
         paths.socket,
         (request, context) => created.#handle(request, context),
@@ -115,6 +143,7 @@ export class NodeDaemon {
         void server.stopListening();
         await rm(paths.socket, { force: true });
       }
+      if (daemon !== null) await daemon.#member?.leave();
       kernel.shutdown();
       await store.close();
       if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
@@ -151,7 +180,30 @@ export class NodeDaemon {
   }
 
   async #handle(request: ParsedRequest, context: RequestContext): Promise<unknown> {
+    if (request.node !== undefined) {
+      const member = this.#member;
+      if (member === null) {
+        throw new NormaError(
+          'NODE_NOT_IN_CLUSTER',
+          `--node ${request.node}: this node is not part of a cluster`,
+        );
+      }
+      if (!member.isSelf(request.node)) return this.#forward(member, request, context);
+    }
     switch (request.method) {
+      case 'nodes':
+        return this.#member === null
+          ? { cluster: null, members: [await this.#selfAsMember()] }
+          : { cluster: this.#member.cluster, members: await this.#member.members() };
+      case 'names':
+        return {
+          names:
+            this.#member === null
+              ? this.kernel.names
+                  .list()
+                  .map((n) => ({ name: n.service, portId: n.portId, node: this.kernel.nodeId }))
+              : await this.#member.names(),
+        };
       case 'status':
         return this.status();
       case 'ps':
@@ -183,6 +235,63 @@ export class NodeDaemon {
     }
   }
 
+  async #selfAsMember(): Promise<Results['nodes']['members'][number]> {
+    const running = this.kernel.tasks.filter((task) => task.state.status === 'running');
+    return {
+      name: this.kernel.nodeId,
+      incarnation: this.kernel.nodeId,
+      address: this.paths.socket,
+      pid: process.pid,
+      startedAt: new Date(this.startedAtMs).toISOString(),
+      load: {
+        tasks: running.length,
+        runnable: running.reduce(
+          (n, t) => n + t.state.threads.filter((th) => th.status === 'runnable').length,
+          0,
+        ),
+        cpu: 0,
+      },
+      self: true,
+    };
+  }
+
+  /** Carries a request out on another member and relays its log events and its answer. */
+  #forward(member: ClusterMember, request: ParsedRequest, context: RequestContext): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      member.forward(
+        request.node!,
+        encodeRequest(0, request.method, request.params as never),
+        (line, final) => {
+          const answer = JSON.parse(line) as { result?: unknown; error?: WireError } & Partial<LogEvent>;
+          if (!final) {
+            if (answer.event === 'log') context.emit(answer.stream!, Buffer.from(answer.data!, 'base64'));
+            return;
+          }
+          if (answer.error !== undefined) reject(fromWire(answer.error));
+          else resolve(answer.result);
+        },
+      );
+    });
+  }
+
+  /** A request another member forwarded here: carried out as if it came from the control socket. */
+  #serveForwarded(line: string, reply: (line: string, final: boolean) => void): void {
+    const parsed = parseRequest(line.trimEnd());
+    if (!parsed.ok) {
+      reply(encodeError(0, wireError(parsed.error)), true);
+      return;
+    }
+    const { node: _ignored, ...request } = parsed.request;
+    const context: RequestContext = {
+      emit: (stream, data) => reply(encodeLogEvent(0, stream, data), false),
+      closed: new AbortController().signal,
+    };
+    this.#handle(request as ParsedRequest, context).then(
+      (result) => reply(encodeResult(0, result), true),
+      (error: unknown) => reply(encodeError(0, wireError(error)), true),
+    );
+  }
+
   /**
    * Stops the node: kills its tasks, closes the store, removes the socket and the pid file. The
    * connections stay open until the caller's response is on its way.
@@ -195,6 +304,7 @@ export class NodeDaemon {
       } catch (error) {
         this.log(`stopping the tasks failed: ${isNormaError(error) ? error.message : String(error)}`);
       }
+      await this.#member?.leave();
       await this.store
         .close()
         .catch((error: unknown) => this.log(`closing the store failed: ${String(error)}`));

@@ -12,9 +12,18 @@ import { type Command, InvalidArgumentError } from 'commander';
 import { parseEnv } from '../cli/run-command.js';
 import { defaultStoreDirectory } from '../cli/task-session.js';
 import { type ErrorCode, errorCodes, isNormaError, NormaError } from '../errors.js';
+import { initCluster } from '../net/cluster-credentials.js';
 import { makeDirectories } from '../snapshot/disk.js';
+import type { ClusterOptions } from './cluster-member.js';
 import { ControlClient, callNode, probeSocket } from './control-client.js';
-import type { Results, TaskInfo, TaskRef } from './control-protocol.js';
+import {
+  type Method,
+  nodeNamePattern,
+  type ParamsIn,
+  type Results,
+  type TaskInfo,
+  type TaskRef,
+} from './control-protocol.js';
 import { daemonLog, NodeDaemon } from './daemon.js';
 import { type NodePaths, nodePaths } from './node-files.js';
 
@@ -38,6 +47,14 @@ function pathsOf(options: Options): NodePaths {
 
 const json = (options: Options): boolean => Boolean(options.json);
 
+/** The cluster member a command is for (`--node`), or undefined for the local node. */
+const targetNode = (options: Options): string | undefined => options.node as string | undefined;
+
+/** One call to the local node, for the node `--node` names (the local node forwards it). */
+function callOn<M extends Method>(options: Options, method: M, params: ParamsIn<M>): Promise<Results[M]> {
+  return callNode(pathsOf(options).socket, method, params, targetNode(options));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Starting and stopping the node
 // ---------------------------------------------------------------------------------------------
@@ -60,10 +77,104 @@ function printStartReport(status: Results['status']): void {
   }
 }
 
+/** `--cluster DIR --name N [--listen H:P] [--etcd URL] [--lease-ttl S]`, or undefined for a node on its own. */
+function clusterOptions(options: Options): ClusterOptions | undefined {
+  const directory = options.cluster as string | undefined;
+  const name = options.name as string | undefined;
+  if (directory === undefined && name === undefined) return undefined;
+  if (directory === undefined || name === undefined) {
+    throw new NormaError('USAGE', 'a cluster node needs both --cluster <dir> and --name <name>');
+  }
+  if (!nodeNamePattern.test(name)) {
+    throw new NormaError(
+      'USAGE',
+      `--name ${JSON.stringify(name)}: lowercase letters, digits and -, at most 32`,
+    );
+  }
+  return {
+    clusterDirectory: resolve(directory),
+    name,
+    listen: (options.listen as string | undefined) ?? '127.0.0.1:0',
+    etcd: ((options.etcd as string | undefined) ?? 'http://127.0.0.1:2379').split(','),
+    ...(options.leaseTtl === undefined ? {} : { leaseTtlSeconds: options.leaseTtl as number }),
+  };
+}
+
+function clusterArgs(cluster: ClusterOptions | undefined): string[] {
+  if (cluster === undefined) return [];
+  return [
+    '--cluster',
+    cluster.clusterDirectory,
+    '--name',
+    cluster.name,
+    '--listen',
+    cluster.listen,
+    '--etcd',
+    cluster.etcd.join(','),
+    ...(cluster.leaseTtlSeconds === undefined ? [] : ['--lease-ttl', String(cluster.leaseTtlSeconds)]),
+  ];
+}
+
+export async function clusterInitCommand(directory: string, options: Options): Promise<number> {
+  const info = await initCluster(resolve(directory), { name: options.label as string | undefined });
+  if (json(options)) print(JSON.stringify(info));
+  else {
+    print(`cluster ${info.cluster} (${info.name}) in ${resolve(directory)}`);
+    print(
+      `start its nodes with: norma node start --cluster ${directory} --name n1 --etcd http://127.0.0.1:2379`,
+    );
+  }
+  return 0;
+}
+
+export async function nodesCommand(options: Options): Promise<number> {
+  const result = await callOn(options, 'nodes', {});
+  if (json(options)) {
+    print(JSON.stringify(result));
+    return 0;
+  }
+  printTable([
+    ['NAME', 'ADDRESS', 'PID', 'TASKS', 'RUNNABLE', 'CPU', 'INCARNATION'],
+    ...result.members.map((m) => [
+      m.self ? `${m.name} *` : m.name,
+      m.address,
+      String(m.pid),
+      String(m.load.tasks),
+      String(m.load.runnable),
+      `${Math.round(m.load.cpu * 100)}%`,
+      m.incarnation,
+    ]),
+  ]);
+  return 0;
+}
+
+export async function namesCommand(options: Options): Promise<number> {
+  const result = await callOn(options, 'names', {});
+  if (json(options)) {
+    print(JSON.stringify(result));
+    return 0;
+  }
+  if (result.names.length === 0) print('no names registered');
+  else printTable([['NAME', 'NODE', 'PORT'], ...result.names.map((n) => [n.name, n.node, n.portId])]);
+  return 0;
+}
+
+function printTable(rows: string[][]): void {
+  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
+  for (const row of rows) {
+    print(
+      row
+        .map((cell, column) => cell.padEnd(widths[column]!))
+        .join('  ')
+        .trimEnd(),
+    );
+  }
+}
+
 export async function nodeStartCommand(options: Options): Promise<number> {
   const paths = pathsOf(options);
   if (options.detach) {
-    const status = await startDetached(paths);
+    const status = await startDetached(paths, clusterOptions(options));
     if (json(options)) print(JSON.stringify(status));
     else {
       print(`node started (pid ${status.pid})`);
@@ -72,7 +183,7 @@ export async function nodeStartCommand(options: Options): Promise<number> {
     return 0;
   }
   const daemon = await NodeDaemon.start(
-    { store: paths.store, socket: paths.socket, pidFile: paths.pidFile },
+    { store: paths.store, socket: paths.socket, pidFile: paths.pidFile, cluster: clusterOptions(options) },
     daemonLog,
   );
   const status = await daemon.status();
@@ -88,7 +199,10 @@ export async function nodeStartCommand(options: Options): Promise<number> {
  * Starts the node in the background: this same command without --detach, in its own session, its
  * output appended to the log file. Returns once its socket answers (or fails with its error).
  */
-async function startDetached(paths: NodePaths): Promise<Results['status']> {
+async function startDetached(
+  paths: NodePaths,
+  cluster: ClusterOptions | undefined,
+): Promise<Results['status']> {
   await NodeDaemon.claimSocket(paths.socket);
   await makeDirectories(paths.store);
   await makeDirectories(dirname(paths.log));
@@ -107,6 +221,7 @@ async function startDetached(paths: NodePaths): Promise<Results['status']> {
     paths.socket,
     '--pid-file',
     paths.pidFile,
+    ...clusterArgs(cluster),
   ];
   const child = spawn(process.execPath, [cli, ...args], { detached: true, stdio: ['ignore', out, out] });
   closeSync(out);
@@ -145,14 +260,14 @@ async function startFailure(log: string, from: number, code: number): Promise<Er
 }
 
 export async function nodeStopCommand(options: Options): Promise<number> {
-  const result = await callNode(pathsOf(options).socket, 'stop', {});
+  const result = await callOn(options, 'stop', {});
   if (json(options)) print(JSON.stringify(result));
   else print(`node stopped (${result.killed} task(s) killed)`);
   return 0;
 }
 
 export async function nodeStatusCommand(options: Options): Promise<number> {
-  const status = await callNode(pathsOf(options).socket, 'status', {});
+  const status = await callOn(options, 'status', {});
   if (json(options)) print(JSON.stringify(status));
   else {
     const up = ((Date.now() - status.startedAtMs) / 1000).toFixed(0);
@@ -171,7 +286,7 @@ export async function nodeStatusCommand(options: Options): Promise<number> {
 export async function spawnCommand(module: string, args: string[], options: Options): Promise<number> {
   const path = resolve(module);
   if (!existsSync(path)) throw new NormaError('FILE_NOT_FOUND', `cannot read ${module}: ENOENT`);
-  const result = await callNode(pathsOf(options).socket, 'spawn', {
+  const result = await callOn(options, 'spawn', {
     module: path,
     args,
     env: parseEnv(options.env as string[]),
@@ -198,7 +313,7 @@ function memoryText(bytes: number): string {
 }
 
 export async function psCommand(options: Options): Promise<number> {
-  const { tasks } = await callNode(pathsOf(options).socket, 'ps', {});
+  const { tasks } = await callOn(options, 'ps', {});
   if (json(options)) {
     print(JSON.stringify({ tasks }));
     return 0;
@@ -221,19 +336,12 @@ export async function psCommand(options: Options): Promise<number> {
         : `every ${task.checkpoint.everyMs} ms, ${task.checkpoint.kept.length}/${task.checkpoint.keep} kept`,
     ]),
   ];
-  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
-  for (const row of rows)
-    print(
-      row
-        .map((cell, column) => cell.padEnd(widths[column]!))
-        .join('  ')
-        .trimEnd(),
-    );
+  printTable(rows);
   return 0;
 }
 
 export async function logsCommand(task: string, options: Options): Promise<number> {
-  const client = await ControlClient.connect(pathsOf(options).socket);
+  const client = await ControlClient.connect(pathsOf(options).socket, targetNode(options));
   try {
     const result = await client.stream('logs', { task, follow: Boolean(options.follow) }, (event) => {
       if (json(options)) print(JSON.stringify(event));
@@ -250,7 +358,7 @@ export async function logsCommand(task: string, options: Options): Promise<numbe
 }
 
 export async function freezeCommand(task: string, options: Options): Promise<number> {
-  const result = await callNode(pathsOf(options).socket, 'freeze', { task });
+  const result = await callOn(options, 'freeze', { task });
   print(json(options) ? JSON.stringify(result) : `frozen ${result.snapshot}`);
   return 0;
 }
@@ -260,21 +368,21 @@ function printTasks(tasks: readonly TaskRef[], suffix = ''): void {
 }
 
 export async function thawCommand(snapshot: string, options: Options): Promise<number> {
-  const result = await callNode(pathsOf(options).socket, 'thaw', { snapshot });
+  const result = await callOn(options, 'thaw', { snapshot });
   if (json(options)) print(JSON.stringify(result));
   else printTasks(result.tasks);
   return 0;
 }
 
 export async function killCommand(task: string, options: Options): Promise<number> {
-  const result = await callNode(pathsOf(options).socket, 'kill', { task });
+  const result = await callOn(options, 'kill', { task });
   if (json(options)) print(JSON.stringify(result));
   else print(`${result.action} ${result.task.id} ${result.task.name}`);
   return 0;
 }
 
 export async function suspendCommand(options: Options): Promise<number> {
-  const result = await callNode(pathsOf(options).socket, 'suspend', {});
+  const result = await callOn(options, 'suspend', {});
   if (json(options)) print(JSON.stringify(result));
   else print(result.snapshot === null ? 'suspended (no tasks)' : `suspended ${result.snapshot}`);
   return 0;
@@ -288,7 +396,7 @@ export async function resumeNodeCommand(options: Options): Promise<number> {
     if (!existsSync(paths.suspendRecord)) {
       throw new NormaError('NODE_NOT_SUSPENDED', `no suspend point in ${paths.store}`);
     }
-    started = await startDetached(paths);
+    started = await startDetached(paths, undefined);
     if (!json(options)) print(`node started (pid ${started.pid})`);
   }
   const result = await callNode(paths.socket, 'resumeSuspended', {});
@@ -320,7 +428,8 @@ export function withNodeOptions(command: Command): Command {
   return command
     .option('--store <dir>', "the node's store (default: $NORMA_STORE, else snapshots/ of norma)")
     .option('--socket <path>', "the node's control socket (default: <store>/node.sock)")
-    .option('--json', 'machine-readable output (errors too, on stderr)', false);
+    .option('--json', 'machine-readable output (errors too, on stderr)', false)
+    .option('--node <name>', 'the cluster member to act on (the local node forwards the command)');
 }
 
 export function addNodeCommands(program: Command, action: Action): void {
@@ -329,6 +438,15 @@ export function addNodeCommands(program: Command, action: Action): void {
     .option('--detach', 'run in the background; print `node started (pid N)` once it answers', false)
     .option('--log <file>', "with --detach: the node's own messages (default: <store>/node.log)")
     .option('--pid-file <file>', "the node's pid while it runs (default: <store>/node.pid)")
+    .option('--cluster <dir>', 'join the cluster `norma cluster init` made in <dir> (with --name)')
+    .option('--name <name>', "this node's name in the cluster (n1, n2, ...)")
+    .option('--listen <host:port>', 'where other nodes reach this one (default: 127.0.0.1:0)')
+    .option('--etcd <urls>', "the cluster's etcd, comma-separated (default: http://127.0.0.1:2379)")
+    .option(
+      '--lease-ttl <seconds>',
+      'a node that dies leaves the cluster this long after (default: 10)',
+      wholeNumber(1),
+    )
     .addHelpText(
       'after',
       [
@@ -339,9 +457,24 @@ export function addNodeCommands(program: Command, action: Action): void {
         'Examples:',
         '  norma node start --detach',
         '  norma node start --store /tmp/store --socket /tmp/norma.sock',
+        '  norma node start --store /tmp/n1 --cluster cluster --name n1 --etcd http://127.0.0.1:2379',
       ].join('\n'),
     )
     .action(action(async (options: Options) => nodeStartCommand(options)));
+  const cluster = program.command('cluster').description('make a cluster: its CA and identity');
+  cluster
+    .command('init')
+    .description('create a cluster in <dir>: its id, CA key and certificate (node certificates follow)')
+    .argument('<dir>', 'the cluster directory (created with mode 0700)')
+    .option('--label <label>', 'a name for people')
+    .option('--json', 'machine-readable output', false)
+    .action(action(async (directory: string, options: Options) => clusterInitCommand(directory, options)));
+  withNodeOptions(program.command('nodes').description("the cluster's members and their load")).action(
+    action(async (options: Options) => nodesCommand(options)),
+  );
+  withNodeOptions(
+    program.command('names').description("the cluster's name service: name, node, port"),
+  ).action(action(async (options: Options) => namesCommand(options)));
   withNodeOptions(node.command('stop').description('kill every task of the node and stop it')).action(
     action(async (options: Options) => nodeStopCommand(options)),
   );

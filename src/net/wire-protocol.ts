@@ -1,0 +1,338 @@
+/**
+ * The node-to-node wire protocol: the one place that defines what two nodes of a cluster say to each
+ * other over their TLS connection (transport.ts), and its version. Change nothing here without a new
+ * `wireProtocolVersion`.
+ *
+ * Framing. A connection is a sequence of frames, each a header and a body:
+ *
+ *   ┌────────────────────┬──────────────────────────────────────────────────────┐
+ *   │ N: u32 big-endian  │ N bytes: one CBOR value, a map {k: <kind>, ...}      │
+ *   └────────────────────┴──────────────────────────────────────────────────────┘
+ *
+ * with 1 ≤ N ≤ frameSizeMax. The length comes first so that a receiver refuses an oversized frame
+ * from its header alone, before it buffers a byte of it, and decodes a body only once it is whole.
+ * The body is exactly one CBOR value (RFC 8949, without cbor-x's record extension): a map whose
+ * string field `k` names the kind. Byte strings are CBOR byte strings and decode as Uint8Array.
+ *
+ * Handshake. The dialer sends `hello`; the acceptor checks the protocol version, the cluster id and
+ * that the node name claimed is the one its TLS certificate was issued to, then answers `welcome`
+ * (the same fields, about itself) or `reject` and closes. Either side sends `reject` just before it
+ * closes a connection over a protocol error. The frame header, the `k` field and the `protocol`
+ * field of hello and welcome never change across versions, so that two versions always tell each
+ * other apart: NET_PROTOCOL_MISMATCH, not NET_FRAME_MALFORMED.
+ *
+ * After the handshake: `ping` and `pong` (the transport answers every ping with a pong carrying the
+ * same seq and data: a liveness probe and a round-trip measure that do not depend on the layers
+ * above), and the IPC kinds.
+ *
+ * Decoding always validates. Each kind has one schema in `frameSchemas` (unknown fields refused);
+ * its TypeScript type follows from it, so a new kind is one entry in that table. A body that does
+ * not fit is a NormaError with a stable code, and the receiver closes the connection.
+ */
+import { Decoder, Encoder, type Options } from 'cbor-x';
+import { z } from 'zod';
+import { NormaError } from '../errors.js';
+import { frameSizeMax, messageDescriptorsMax } from '../limits.js';
+import { controlLineBytesMax } from '../node/control-protocol.js';
+
+export const wireProtocolVersion = 1;
+
+/** Bytes of the frame header (the body's length). */
+export const frameHeaderBytes = 4;
+
+/** Node names: a DNS label (they are the CN and DNS name of the node's certificate). */
+export const nodeNamePattern = /^[a-z0-9][a-z0-9-]{0,31}$/;
+/** Cluster ids, as `norma cluster init` makes them: 'c-' and 16 hex digits. */
+export const clusterIdPattern = /^c-[0-9a-f]{16}$/;
+/** A node's incarnation: its kernel id for this run (a restarted node is a new incarnation). */
+export const incarnationPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/** Where a node listens, as peers dial it: host:port, an IPv6 host in brackets. */
+const addressPattern = /^(?:\[([0-9A-Fa-f:.]{2,45})\]|([A-Za-z0-9.-]{1,253})):(\d{1,5})$/;
+/** Error codes in a `reject`: the shape of src/errors.ts codes (a peer may know codes this node does not). */
+const errorCodePattern = /^[A-Z][A-Z0-9_]{0,63}$/;
+/** Longest message of a `reject`, in characters. */
+const rejectMessageLengthMax = 4096;
+
+const handshake = {
+  /** The version of this file the sender speaks; checked before anything else. */
+  protocol: z.literal(wireProtocolVersion),
+  /** The cluster id (cluster.json of the cluster directory). */
+  cluster: z.string().regex(clusterIdPattern),
+  /** The sender's node name: must equal the CN of its TLS certificate. */
+  node: z.string().regex(nodeNamePattern),
+  /** The sender's incarnation: a peer that restarts comes back with another one. */
+  incarnation: z.string().regex(incarnationPattern),
+  /** Where the sender listens (host:port), to be dialed back. */
+  address: z.string().regex(addressPattern),
+};
+
+/** A port id: `<incarnation>.<serial>`. */
+const portId = z.string().min(3).max(256);
+const incarnation = z.string().regex(incarnationPattern);
+/** Message bytes, as views of the connection's read buffers (no copy). */
+const bytes = z.custom<Uint8Array>((value) => value instanceof Uint8Array, 'expected bytes');
+const counter = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+/** A right by port id: send ('s') or send-once ('o'); `dead` when its port had died at the sender. */
+const wireRight = z
+  .object({ kind: z.enum(['s', 'o']), port: portId, dead: z.literal(true).optional() })
+  .strict();
+
+const probe = {
+  /** Chosen by the sender of the ping, returned in its pong. */
+  seq: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  /** Returned as is in the pong (empty for a liveness probe; larger to measure a link). */
+  data: bytes,
+};
+
+/** Every kind of frame, by its `k`: the decoder's table. */
+export const frameSchemas = {
+  /** Dialer → acceptor, first frame of a connection. */
+  hello: z.object({ k: z.literal('hello'), ...handshake }).strict(),
+  /** Acceptor → dialer: the handshake succeeded; frames of any kind may follow. */
+  welcome: z.object({ k: z.literal('welcome'), ...handshake }).strict(),
+  /** The sender closes the connection right after this frame, for the reason `code`. */
+  reject: z
+    .object({
+      k: z.literal('reject'),
+      code: z.string().regex(errorCodePattern),
+      message: z.string().max(rejectMessageLengthMax),
+    })
+    .strict(),
+  /** Answered by the receiving transport with a pong of the same seq and data. */
+  ping: z.object({ k: z.literal('ping'), ...probe }).strict(),
+  pong: z.object({ k: z.literal('pong'), ...probe }).strict(),
+  // ── NORMA IPC (src/net/norma-ipc.ts). Field names are short: they are the per-message overhead.
+  /** A message for `port` (homed at the receiver), sent through a send ('s') or send-once ('o') right. */
+  msg: z
+    .object({
+      k: z.literal('msg'),
+      port: portId,
+      /** Per sending node and port, from 1: the receiver queues exactly the next one it expects. */
+      seq: counter,
+      dest: z.enum(['s', 'o']),
+      id: z
+        .number()
+        .int()
+        .min(-(2 ** 31))
+        .max(2 ** 32 - 1),
+      reply: wireRight.nullable(),
+      descriptors: z
+        .array(
+          z.union([
+            z.object({ t: z.literal('port'), right: wireRight }).strict(),
+            z.object({ t: z.literal('ool'), bytes }).strict(),
+          ]),
+        )
+        .max(messageDescriptorsMax),
+      body: bytes,
+    })
+    .strict(),
+  /** Every message for `port` up to `seq` from the receiver of this frame is queued. */
+  ack: z.object({ k: z.literal('ack'), port: portId, seq: counter }).strict(),
+  /** Not queued from `expected` on: the queue is full (wait for `space`), or the port moved. */
+  nack: z
+    .object({ k: z.literal('nack'), port: portId, expected: counter, reason: z.enum(['full', 'moved']) })
+    .strict(),
+  /** The queue of `port` has room again (for a sender that got nack 'full'). */
+  space: z.object({ k: z.literal('space'), port: portId }).strict(),
+  /** Node `node` got a send right to `port` (homed at the receiver) from the sender of this frame. */
+  acquire: z.object({ k: z.literal('acquire'), port: portId, node: incarnation }).strict(),
+  /** A send-once right to `port` (homed at the receiver) moved from node `from` to node `to`. */
+  'so-move': z.object({ k: z.literal('so-move'), port: portId, from: incarnation, to: incarnation }).strict(),
+  /** The sender dropped its proxy of `port`: the `count` send rights it received are all gone. */
+  release: z.object({ k: z.literal('release'), port: portId, count: counter }).strict(),
+  /** `port` is dead (it died, or its node does not know it): every right to it is a dead name. */
+  dead: z.object({ k: z.literal('dead'), port: portId }).strict(),
+  // ── Control requests for another member (`--node`), as lines of src/node/control-protocol.ts.
+  ctl: z.object({ k: z.literal('ctl'), id: counter, line: z.string().max(controlLineBytesMax) }).strict(),
+  'ctl-res': z
+    .object({
+      k: z.literal('ctl-res'),
+      id: counter,
+      line: z.string().max(controlLineBytesMax),
+      final: z.boolean(),
+    })
+    .strict(),
+} as const;
+
+/** The NORMA IPC frames (what src/net/norma-ipc.ts sends and handles). */
+export type IpcFrame = FrameOf<'msg' | 'ack' | 'nack' | 'space' | 'acquire' | 'so-move' | 'release' | 'dead'>;
+export type WireRight = z.infer<typeof wireRight>;
+export type WireDescriptor = FrameOf<'msg'>['descriptors'][number];
+
+export type FrameKind = keyof typeof frameSchemas;
+export type FrameOf<K extends FrameKind> = z.infer<(typeof frameSchemas)[K]>;
+export type Frame = { [K in FrameKind]: FrameOf<K> }[FrameKind];
+export type Hello = FrameOf<'hello'>;
+export type Welcome = FrameOf<'welcome'>;
+export type Reject = FrameOf<'reject'>;
+
+/** The kinds that only the handshake and the closing of a connection use. */
+export type HandshakeKind = 'hello' | 'welcome' | 'reject';
+/** What the layers above send and receive once a connection is established. */
+export type PeerFrame = Exclude<Frame, { k: HandshakeKind }>;
+
+// Plain CBOR: no records (their definitions would be state shared between frames), Uint8Array as
+// a plain byte string (not tag 64), maps as objects.
+const cborOptions: Options = { useRecords: false, mapsAsObjects: true, tagUint8Array: false };
+const encoder = new Encoder(cborOptions);
+
+/**
+ * Encodes a frame as its header and its body, to be written one after the other (a writev, or two
+ * writes under cork): a large byte string is copied once, into the body, and never again to put a
+ * header in front of it. Throws NET_FRAME_TOO_LARGE when the body exceeds frameSizeMax.
+ */
+export function encodeFrame(frame: Frame): [header: Buffer, body: Buffer] {
+  // The encoder returns a view of its own buffer that later encodings do not overwrite.
+  const body = encoder.encode(frame);
+  if (body.length > frameSizeMax) {
+    throw new NormaError(
+      'NET_FRAME_TOO_LARGE',
+      `a ${frame.k} frame of ${body.length} bytes is over the limit of ${frameSizeMax} bytes`,
+    );
+  }
+  const header = Buffer.allocUnsafe(frameHeaderBytes);
+  header.writeUInt32BE(body.length, 0);
+  return [header, body];
+}
+
+function malformed(message: string, cause?: unknown): NormaError {
+  return new NormaError('NET_FRAME_MALFORMED', message, cause === undefined ? undefined : { cause });
+}
+
+/** Decodes and validates one frame body (without its header). */
+export function decodeFrameBody(body: Uint8Array, cbor: Decoder = new Decoder(cborOptions)): Frame {
+  let value: unknown;
+  try {
+    // Byte strings decode as views of the input, of its class: a plain Uint8Array view makes them
+    // plain Uint8Arrays (not Buffers), as a structured clone of the frame would be.
+    value = cbor.decode(new Uint8Array(body.buffer, body.byteOffset, body.byteLength));
+  } catch (error) {
+    throw malformed(`a frame of ${body.length} bytes is not one CBOR value`, error);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Uint8Array) {
+    throw malformed('a frame is not a CBOR map');
+  }
+  const kind = (value as { k?: unknown }).k;
+  if (typeof kind !== 'string' || !Object.hasOwn(frameSchemas, kind)) {
+    throw malformed(`unknown frame kind ${JSON.stringify(kind)}`);
+  }
+  if (kind === 'hello' || kind === 'welcome') {
+    const protocol = (value as { protocol?: unknown }).protocol;
+    if (typeof protocol === 'number' && protocol !== wireProtocolVersion) {
+      throw new NormaError(
+        'NET_PROTOCOL_MISMATCH',
+        `the peer speaks wire protocol version ${protocol}; this node speaks version ${wireProtocolVersion}`,
+      );
+    }
+  }
+  const checked = frameSchemas[kind as FrameKind].safeParse(value);
+  if (!checked.success) {
+    const problems = checked.error.issues.map((i) => `${i.path.join('.') || 'frame'}: ${i.message}`);
+    throw malformed(`bad ${kind} frame: ${problems.join('; ')}`);
+  }
+  return checked.data;
+}
+
+/**
+ * Splits one connection's byte stream into validated frames, whatever the chunks: a frame split
+ * across chunks, or many frames in one. The first bad frame throws (NET_FRAME_MALFORMED,
+ * NET_FRAME_TOO_LARGE, NET_PROTOCOL_MISMATCH) and the decoder stays failed: the connection is to
+ * be closed, and the frames decoded from the same chunk before the bad one are dropped with it (a
+ * stream that breaks the protocol is not trusted around the break).
+ */
+export class FrameDecoder {
+  // One CBOR decoder per connection: nothing a peer sends can influence how another's is read.
+  readonly #cbor = new Decoder(cborOptions);
+  readonly #header = Buffer.alloc(frameHeaderBytes);
+  #headerBytes = 0;
+  /** The length of the body being read, or -1 while reading a header. */
+  #bodyBytes = -1;
+  /** The parts of a body that spans chunks (views of the chunks: copied once, when complete). */
+  #parts: Uint8Array[] = [];
+  #partBytes = 0;
+  #failure: NormaError | null = null;
+
+  /** Bytes of a frame begun and not finished: 0 when the stream is between two frames. */
+  get pendingBytes(): number {
+    return this.#headerBytes + this.#partBytes;
+  }
+
+  push(chunk: Uint8Array): Frame[] {
+    if (this.#failure !== null) throw this.#failure;
+    try {
+      return this.#push(chunk);
+    } catch (error) {
+      if (error instanceof NormaError) this.#failure = error;
+      throw error;
+    }
+  }
+
+  /** The stream ended: throws NET_FRAME_MALFORMED if it ended inside a frame. */
+  end(): void {
+    if (this.#failure !== null) throw this.#failure;
+    if (this.pendingBytes > 0) {
+      this.#failure = malformed(
+        this.#bodyBytes === -1
+          ? `the stream ended inside a frame header (${this.#headerBytes} of ${frameHeaderBytes} bytes)`
+          : `the stream ended ${this.#partBytes} bytes into a frame of ${this.#bodyBytes} bytes`,
+      );
+      throw this.#failure;
+    }
+  }
+
+  #push(chunk: Uint8Array): Frame[] {
+    const frames: Frame[] = [];
+    let offset = 0;
+    while (offset < chunk.length) {
+      if (this.#bodyBytes === -1) {
+        const take = Math.min(frameHeaderBytes - this.#headerBytes, chunk.length - offset);
+        this.#header.set(chunk.subarray(offset, offset + take), this.#headerBytes);
+        this.#headerBytes += take;
+        offset += take;
+        if (this.#headerBytes < frameHeaderBytes) break;
+        const length = this.#header.readUInt32BE(0);
+        if (length === 0) throw malformed('a frame of length 0');
+        if (length > frameSizeMax) {
+          throw new NormaError(
+            'NET_FRAME_TOO_LARGE',
+            `the peer announced a frame of ${length} bytes; the limit is ${frameSizeMax}`,
+          );
+        }
+        this.#bodyBytes = length;
+        continue;
+      }
+      const take = Math.min(this.#bodyBytes - this.#partBytes, chunk.length - offset);
+      const part = chunk.subarray(offset, offset + take);
+      offset += take;
+      if (this.#partBytes === 0 && take === this.#bodyBytes) {
+        frames.push(decodeFrameBody(part, this.#cbor));
+      } else {
+        this.#parts.push(part);
+        this.#partBytes += take;
+        if (this.#partBytes < this.#bodyBytes) break;
+        const body = Buffer.concat(this.#parts, this.#bodyBytes);
+        this.#parts = [];
+        this.#partBytes = 0;
+        frames.push(decodeFrameBody(body, this.#cbor));
+      }
+      this.#bodyBytes = -1;
+      this.#headerBytes = 0;
+    }
+    return frames;
+  }
+}
+
+/** Splits a node address (host:port, [v6]:port) for dialing; null when it is not one. */
+export function parseNodeAddress(address: string): { host: string; port: number } | null {
+  const match = addressPattern.exec(address);
+  if (match === null) return null;
+  const port = Number(match[3]);
+  if (port < 1 || port > 65535) return null;
+  return { host: (match[1] ?? match[2])!, port };
+}
+
+/** The address of a listening socket as peers dial it. */
+export function formatNodeAddress(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}

@@ -1,0 +1,379 @@
+/**
+ * A node's membership in a cluster (`norma node start --cluster DIR --name n1 --etcd URL`): the
+ * glue between its kernel's NORMA IPC layer, the TLS transport to the other nodes, and the cluster
+ * directory in etcd. Decisions:
+ *
+ * - **One connection per direction.** A node sends to a peer only over the connection it dialed
+ *   itself and reads from the connections others dialed. Frames from A to B therefore travel on one
+ *   TCP stream, in order, which NORMA IPC relies on (acknowledgements, the order of acquire and
+ *   release). While a connection is being made, frames for that node wait in a queue (bounded by the
+ *   senders' queue limits); a connection that breaks is made again, and NORMA IPC resends every
+ *   message not yet acknowledged (sequence numbers drop the doubles).
+ * - **Where a port lives**: the node incarnation in its id, unless the port directory says it moved.
+ *   An incarnation that left the cluster (its member record vanished with its lease, or its name
+ *   came back with another incarnation) is dead, and so are its ports.
+ * - **Membership** comes from watching the directory's members; a member that leaves is given to
+ *   NORMA IPC as gone (dead names for its ports everywhere here, its rights here forgotten).
+ * - **Forwarded commands**: a control request for another member (`--node`) travels as a `ctl`
+ *   frame and its answer, and the log events before it, come back as `ctl-res` frames.
+ * - **etcd down**: the directory rejects calls with CLUSTER_UNAVAILABLE and recovers by itself;
+ *   meanwhile tasks keep running and local IPC and connections already made keep working.
+ */
+
+import { randomBytes } from 'node:crypto';
+import type { ClusterDirectory, MemberRecord } from '../cluster/cluster-directory.js';
+import { EtcdDirectory } from '../cluster/etcd-directory.js';
+import { NormaError } from '../errors.js';
+import type { PortId } from '../ipc/port.js';
+import type { Kernel } from '../kernel/kernel.js';
+import { loadNodeCredentials } from '../net/cluster-credentials.js';
+import { type ClusterView, type NodeLinks, NormaIpc, originOf } from '../net/norma-ipc.js';
+import { type Peer, Transport } from '../net/transport.js';
+import type { IpcFrame, PeerFrame } from '../net/wire-protocol.js';
+import type { MemberInfo, NameInfo } from './control-protocol.js';
+
+export interface ClusterOptions {
+  /** The cluster directory `norma cluster init` made (CA, cluster.json, node credentials). */
+  readonly clusterDirectory: string;
+  /** This node's name in the cluster. */
+  readonly name: string;
+  /** Where to listen for other nodes, host:port (port 0: any). */
+  readonly listen: string;
+  /** etcd client URLs. */
+  readonly etcd: readonly string[];
+  /** Lease TTL in seconds: a node that dies vanishes from the cluster this long after. */
+  readonly leaseTtlSeconds?: number;
+}
+
+/** A kernel id for a node of a cluster: its name and a random part (a new one at every start). */
+export function clusterIncarnation(name: string): string {
+  return `${name}-${randomBytes(4).toString('hex')}`;
+}
+
+/** The answer to a forwarded control request: log events (lines), then the final line. */
+export type ForwardedRequestHandler = (line: string, onLine: (line: string, final: boolean) => void) => void;
+
+const loadIntervalMs = 2000;
+const reconnectDelayMs = 100;
+
+export class ClusterMember {
+  readonly ipc: NormaIpc;
+  readonly #kernel: Kernel;
+  readonly #transport: Transport;
+  readonly #directory: ClusterDirectory;
+  readonly #log: (message: string) => void;
+  /** Live members by incarnation (this node included). */
+  readonly #members = new Map<string, MemberRecord>();
+  /** Incarnations seen leaving: their ports are dead. */
+  readonly #gone = new Set<string>();
+  /** Ports that moved, where they live now (incarnation). */
+  readonly #moved = new Map<PortId, string>();
+  /** The connection this node dialed, per incarnation, or the frames waiting for it. */
+  readonly #outbound = new Map<string, Peer | PeerFrame[]>();
+  readonly #forwarded = new Map<number, (line: string, final: boolean) => void>();
+  #nextForward = 1;
+  #unwatch: (() => void) | null = null;
+  #loadTimer: NodeJS.Timeout | null = null;
+  #closed = false;
+  #handleForwarded: ForwardedRequestHandler = () => {};
+
+  private constructor(
+    kernel: Kernel,
+    transport: Transport,
+    directory: ClusterDirectory,
+    log: (m: string) => void,
+  ) {
+    this.#kernel = kernel;
+    this.#transport = transport;
+    this.#directory = directory;
+    this.#log = log;
+    const links: NodeLinks = { send: (to, frame) => this.#send(to, frame) };
+    const view: ClusterView = {
+      locate: (portId) => this.#locate(portId),
+      lookupName: async (service) => (await this.#directory.lookupName(service))?.portId ?? null,
+      registerName: async (service, portId) =>
+        (await this.#directory.registerName(service, portId)) === 'registered',
+      unregisterName: async (service, portId) => {
+        await this.#directory.unregisterName(service, portId);
+      },
+      refresh: (portId) => {
+        this.#moved.delete(portId);
+      },
+    };
+    this.ipc = new NormaIpc(kernel, links, view, log);
+  }
+
+  /** Joins the cluster: credentials, transport, directory, membership. */
+  static async join(
+    kernel: Kernel,
+    options: ClusterOptions,
+    log: (message: string) => void,
+  ): Promise<ClusterMember> {
+    const credentials = await loadNodeCredentials(options.clusterDirectory, options.name, {
+      issueIfMissing: true,
+    });
+    const [host, port] = splitListen(options.listen);
+    // Peers that dial in before the member exists wait in the transport's backlog until adopted.
+    const early: Peer[] = [];
+    let adopt = (peer: Peer): void => {
+      early.push(peer);
+    };
+    const transport = await Transport.listen({
+      host,
+      port,
+      credentials,
+      incarnation: kernel.nodeId,
+      onPeer: (peer) => adopt(peer),
+      log,
+    });
+    const directory = await EtcdDirectory.connect({
+      cluster: credentials.cluster,
+      endpoints: options.etcd,
+      ...(options.leaseTtlSeconds === undefined ? {} : { ttlSeconds: options.leaseTtlSeconds }),
+    });
+    try {
+      const member = new ClusterMember(kernel, transport, directory, log);
+      adopt = (peer) => member.#adopt(peer);
+      for (const peer of early) member.#adopt(peer);
+      await member.#start(options.name);
+      return member;
+    } catch (error) {
+      await transport.close();
+      await directory.close();
+      throw error;
+    }
+  }
+
+  get name(): string {
+    return this.#transport.node;
+  }
+
+  get address(): string {
+    return this.#transport.address;
+  }
+
+  get cluster(): string {
+    return this.#directory.cluster;
+  }
+
+  /** Handles control requests other members forward here. */
+  serveForwarded(handler: ForwardedRequestHandler): void {
+    this.#handleForwarded = handler;
+  }
+
+  async #start(name: string): Promise<void> {
+    const self: MemberRecord = {
+      name,
+      incarnation: this.#kernel.nodeId,
+      address: this.#transport.address,
+      pid: process.pid,
+      startedAt: new Date().toISOString(),
+      load: this.#load(),
+    };
+    this.#members.set(self.incarnation, self);
+    this.#unwatch = await this.#directory.watchMembers((event) => {
+      if (event.kind === 'left') this.#memberLeft(event.member);
+      else this.#memberSeen(event.member);
+    });
+    this.#directory.watchStatus((event) => this.#log(`cluster directory: ${event.kind}`));
+    await this.#directory.join(self);
+    for (const member of await this.#directory.members()) this.#memberSeen(member);
+    let cpu = process.cpuUsage();
+    let at = performance.now();
+    this.#loadTimer = setInterval(() => {
+      const used = process.cpuUsage(cpu);
+      const now = performance.now();
+      const share = (used.user + used.system) / 1000 / Math.max(1, now - at);
+      cpu = process.cpuUsage();
+      at = now;
+      this.#directory.updateLoad({ ...this.#load(), cpu: Math.min(1, share) }).catch(() => undefined);
+    }, loadIntervalMs);
+    this.#loadTimer.unref();
+  }
+
+  #load(): MemberRecord['load'] {
+    const tasks = this.#kernel.tasks.filter((task) => task.state.status === 'running');
+    const runnable = tasks.reduce(
+      (sum, task) => sum + task.state.threads.filter((thread) => thread.status === 'runnable').length,
+      0,
+    );
+    return { tasks: tasks.length, runnable, cpu: 0 };
+  }
+
+  #memberSeen(member: MemberRecord): void {
+    for (const [incarnation, known] of this.#members) {
+      // The same name with a new incarnation: the old one died (and restarted).
+      if (known.name === member.name && incarnation !== member.incarnation) this.#memberLeft(known);
+    }
+    if (!this.#gone.has(member.incarnation)) this.#members.set(member.incarnation, member);
+  }
+
+  #memberLeft(member: MemberRecord): void {
+    if (member.incarnation === this.#kernel.nodeId) return;
+    this.#members.delete(member.incarnation);
+    if (this.#gone.has(member.incarnation)) return;
+    this.#gone.add(member.incarnation);
+    this.#log(`node ${member.name} (${member.incarnation}) left the cluster`);
+    const outbound = this.#outbound.get(member.incarnation);
+    this.#outbound.delete(member.incarnation);
+    if (outbound !== undefined && !Array.isArray(outbound)) outbound.close();
+    this.ipc.nodeGone(member.incarnation);
+  }
+
+  #locate(portId: PortId): string | null {
+    const at = this.#moved.get(portId) ?? originOf(portId);
+    return this.#gone.has(at) ? null : at;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Links.
+  // -------------------------------------------------------------------------------------------
+
+  #send(to: string, frame: PeerFrame): boolean {
+    if (this.#closed || this.#gone.has(to)) return false;
+    const outbound = this.#outbound.get(to);
+    if (outbound === undefined) {
+      this.#outbound.set(to, [frame]);
+      void this.#dial(to);
+      return true;
+    }
+    if (Array.isArray(outbound)) {
+      outbound.push(frame);
+      return true;
+    }
+    try {
+      outbound.send(frame);
+      return true;
+    } catch {
+      this.#outbound.delete(to);
+      return this.#send(to, frame);
+    }
+  }
+
+  async #dial(to: string): Promise<void> {
+    let member = this.#members.get(to);
+    if (member === undefined) {
+      // A port of a node this one has not heard of yet: ask the directory.
+      try {
+        for (const known of await this.#directory.members()) this.#memberSeen(known);
+      } catch (error) {
+        this.#log(`cannot reach node ${to}: ${String(error)}`);
+      }
+      member = this.#members.get(to);
+      if (member === undefined) {
+        this.#outbound.delete(to);
+        if (!this.#gone.has(to)) this.#memberLeft({ name: to, incarnation: to } as MemberRecord);
+        return;
+      }
+    }
+    while (!this.#closed && !this.#gone.has(to)) {
+      try {
+        const peer = await this.#transport.connect(member.address);
+        if (peer.incarnation !== to) {
+          peer.close();
+          this.#memberLeft(member);
+          return;
+        }
+        const waiting = this.#outbound.get(to);
+        this.#outbound.set(to, peer);
+        peer.on('frame', (frame) => this.#onFrame(peer, frame));
+        peer.on('close', () => {
+          if (this.#outbound.get(to) === peer) this.#outbound.delete(to);
+          if (!this.#closed && !this.#gone.has(to)) {
+            // Reconnect at once and resend what was not acknowledged.
+            this.#outbound.set(to, []);
+            setTimeout(() => void this.#dial(to), reconnectDelayMs);
+          }
+        });
+        for (const frame of Array.isArray(waiting) ? waiting : []) peer.send(frame);
+        this.ipc.peerUp(to);
+        return;
+      } catch (error) {
+        this.#log(`connecting to ${member.name} at ${member.address}: ${(error as Error).message}`);
+        await new Promise((resolve) => setTimeout(resolve, reconnectDelayMs * 5));
+      }
+    }
+  }
+
+  /** A connection another node dialed: only read from it. */
+  #adopt(peer: Peer): void {
+    peer.on('frame', (frame) => this.#onFrame(peer, frame));
+    peer.on('close', () => undefined);
+  }
+
+  #onFrame(peer: Peer, frame: PeerFrame): void {
+    switch (frame.k) {
+      case 'ctl':
+        this.#handleForwarded(frame.line, (line, final) => {
+          this.#send(peer.incarnation, { k: 'ctl-res', id: frame.id, line, final });
+        });
+        return;
+      case 'ctl-res': {
+        const pending = this.#forwarded.get(frame.id);
+        if (pending === undefined) return;
+        if (frame.final) this.#forwarded.delete(frame.id);
+        pending(frame.line, frame.final);
+        return;
+      }
+      case 'ping':
+      case 'pong':
+        return;
+      default:
+        this.ipc.onFrame(peer.incarnation, frame as IpcFrame);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // What the control API asks.
+  // -------------------------------------------------------------------------------------------
+
+  /** Sends a control request line to member `name`; its answer lines come to `onLine`. */
+  forward(name: string, line: string, onLine: (line: string, final: boolean) => void): void {
+    const member = [...this.#members.values()].find((m) => m.name === name);
+    if (member === undefined) {
+      throw new NormaError('NODE_UNKNOWN', `no live member of cluster ${this.cluster} is named ${name}`);
+    }
+    const id = this.#nextForward++;
+    this.#forwarded.set(id, onLine);
+    if (!this.#send(member.incarnation, { k: 'ctl', id, line })) {
+      this.#forwarded.delete(id);
+      throw new NormaError('NET_PEER_UNREACHABLE', `node ${name} cannot be reached`);
+    }
+  }
+
+  isSelf(name: string): boolean {
+    return name === this.name;
+  }
+
+  async members(): Promise<MemberInfo[]> {
+    const members = await this.#directory.members();
+    return members.map((m) => ({ ...m, load: { ...m.load }, self: m.incarnation === this.#kernel.nodeId }));
+  }
+
+  async names(): Promise<NameInfo[]> {
+    return (await this.#directory.names()).map((n) => ({ name: n.name, portId: n.portId, node: n.node }));
+  }
+
+  /** Leaves the cluster (its names and records go at once) and closes every connection. */
+  async leave(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.ipc.close();
+    if (this.#loadTimer !== null) clearInterval(this.#loadTimer);
+    this.#unwatch?.();
+    await this.#directory
+      .leave()
+      .catch((error: unknown) => this.#log(`leaving the cluster: ${String(error)}`));
+    await this.#directory.close().catch(() => undefined);
+    await this.#transport.close();
+  }
+}
+
+function splitListen(listen: string): [string, number] {
+  const match = /^(.*):(\d{1,5})$/.exec(listen);
+  const port = match === null ? Number.NaN : Number(match[2]);
+  if (match === null || !(port >= 0 && port <= 65535) || match[1] === '') {
+    throw new NormaError('USAGE', `--listen ${JSON.stringify(listen)} is not host:port`);
+  }
+  return [match[1]!.replace(/^\[(.*)\]$/, '$1'), port];
+}

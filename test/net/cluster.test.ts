@@ -1,0 +1,105 @@
+// A real cluster: etcd and three node daemons on loopback, each its own process, talking TLS with
+// credentials from `norma cluster init`. Commands go to one node and are forwarded with --node.
+import { strict as assert } from 'node:assert';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { ok, on, poll, spawnTask, startNode, stopNode, task, tempStore } from '../node/node-helpers.js';
+import { norma } from '../support/cli.js';
+import { startEtcd, type TestEtcd } from '../support/etcd.js';
+import { repoRoot } from '../support/fixtures.js';
+
+const module = (name: string): string => join(repoRoot, 'tasks', 'build', `${name}.wasm`);
+
+describe('cluster of three node daemons (etcd, TLS, NORMA IPC)', function () {
+  this.timeout(60_000);
+  let etcd: TestEtcd;
+  let clusterDir: string;
+  const stores: Record<string, string> = {};
+  const pids: Record<string, number> = {};
+
+  before(async () => {
+    etcd = await startEtcd();
+    clusterDir = join(tempStore(), 'cluster');
+    const init = await norma(['cluster', 'init', clusterDir]);
+    assert.equal(init.code, 0, init.stderr);
+    for (const name of ['n1', 'n2', 'n3']) {
+      stores[name] = tempStore();
+      const started = await ok(
+        stores[name]!,
+        'node',
+        'start',
+        '--detach',
+        '--cluster',
+        clusterDir,
+        '--name',
+        name,
+        '--etcd',
+        etcd.endpoint,
+        '--lease-ttl',
+        '1',
+      );
+      pids[name] = Number(/pid (\d+)/.exec(started)![1]);
+    }
+  });
+
+  after(async () => {
+    for (const store of Object.values(stores)) await stopNode(store);
+    await etcd.stop();
+    for (const store of Object.values(stores)) rmSync(store, { recursive: true, force: true });
+  });
+
+  it('lists its members with `norma nodes` from any node', async () => {
+    const listed = JSON.parse(await ok(stores.n2!, 'nodes', '--json')) as {
+      members: { name: string; self: boolean }[];
+    };
+    assert.deepEqual(
+      listed.members.map((m) => [m.name, m.self]),
+      [
+        ['n1', false],
+        ['n2', true],
+        ['n3', false],
+      ],
+    );
+  });
+
+  it('runs a server on n1 and its client on n2, and passes a right along to n3', async () => {
+    const server = await spawnTask(stores.n1!, module('counter-server'));
+    await poll('the name "counter"', async () =>
+      (await ok(stores.n3!, 'names')).includes('counter  n1') ? true : undefined,
+    );
+    const client = await spawnTask(stores.n1!, '--node', 'n2', module('counter-client'), '--', '5', 'keep');
+    await poll('the client on n2', async () => {
+      const seen = JSON.parse(await ok(stores.n1!, 'ps', '--json', '--node', 'n2')) as {
+        tasks: { id: number; status: string }[];
+      };
+      return seen.tasks.find((t) => t.id === client)?.status === 'exited' ? true : undefined;
+    });
+    assert.equal(await ok(stores.n2!, 'logs', String(client)), 'counter = 5\n');
+    // n2 hands its right on (right-broker); a client on n3 gets it in a message and uses it.
+    await spawnTask(stores.n2!, module('right-broker'), '--', 'counter');
+    const farEnd = await spawnTask(stores.n3!, module('broker-client'), '--', 'counter', '4');
+    await poll('the client on n3', async () =>
+      (await ok(stores.n3!, 'logs', String(farEnd))).includes('counter') ? true : undefined,
+    );
+    assert.equal(await ok(stores.n3!, 'logs', String(farEnd)), 'counter = 9\n');
+    assert.equal((await task(stores.n1!, server)).status, 'running');
+  });
+
+  it('forgets a node killed with SIGKILL: its names vanish within the lease time', async () => {
+    process.kill(pids.n1!, 'SIGKILL');
+    const started = performance.now();
+    await poll('n1 to leave', async () =>
+      (await ok(stores.n3!, 'names')).includes('counter') ? undefined : true,
+    );
+    const nodes = JSON.parse(await ok(stores.n3!, 'nodes', '--json')) as { members: { name: string }[] };
+    assert.deepEqual(
+      nodes.members.map((m) => m.name),
+      ['n2', 'n3'],
+    );
+    assert.ok(performance.now() - started < 5000, 'gone within a few lease times');
+    // A command for the dead node says so.
+    const refused = await on(stores.n2!, 'ps', '--node', 'n1');
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /NODE_UNKNOWN/);
+  });
+});

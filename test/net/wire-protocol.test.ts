@@ -1,0 +1,252 @@
+import { strict as assert } from 'node:assert';
+import { Encoder } from 'cbor-x';
+import { isNormaError } from '../../src/errors.js';
+import { frameSizeMax } from '../../src/limits.js';
+import {
+  decodeFrameBody,
+  encodeFrame,
+  type Frame,
+  FrameDecoder,
+  frameHeaderBytes,
+  parseNodeAddress,
+  wireProtocolVersion,
+} from '../../src/net/wire-protocol.js';
+
+const hello: Frame = {
+  k: 'hello',
+  protocol: wireProtocolVersion,
+  cluster: 'c-0123456789abcdef',
+  node: 'n1',
+  incarnation: 'n1-1a2b3c4d',
+  address: '127.0.0.1:7000',
+};
+
+/** A frame as bytes on the wire: header and body. */
+function wire(frame: Frame): Buffer {
+  return Buffer.concat(encodeFrame(frame));
+}
+
+/** A frame whose body is whatever CBOR value (or bytes) a broken peer might send. */
+const cbor = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false });
+function rawFrame(body: Uint8Array): Buffer {
+  const header = Buffer.alloc(frameHeaderBytes);
+  header.writeUInt32BE(body.length);
+  return Buffer.concat([header, body]);
+}
+function rawValue(value: unknown): Buffer {
+  return rawFrame(cbor.encode(value));
+}
+
+function decodeAll(...chunks: Uint8Array[]): Frame[] {
+  const decoder = new FrameDecoder();
+  const frames = chunks.flatMap((chunk) => decoder.push(chunk));
+  decoder.end();
+  return frames;
+}
+
+/** Runs `f`, which must throw a NormaError with `code`, and returns its message. */
+function codeOf(f: () => unknown): string {
+  try {
+    f();
+  } catch (error) {
+    if (isNormaError(error)) return `${error.code}: ${error.message}`;
+    throw error;
+  }
+  assert.fail('did not throw');
+}
+
+describe('wire protocol: frames', () => {
+  const frames: Frame[] = [
+    hello,
+    { ...hello, k: 'welcome', node: 'n2', address: '[::1]:7001' },
+    { k: 'ping', seq: 0, data: new Uint8Array(0) },
+    { k: 'pong', seq: 2 ** 40, data: new Uint8Array([1, 2, 3, 255]) },
+    { k: 'reject', code: 'NET_CLUSTER_MISMATCH', message: 'another cluster' },
+  ];
+
+  it('decodes what it encodes, byte strings as Uint8Array', () => {
+    const decoded = decodeAll(...frames.map(wire));
+    assert.equal(decoded.length, frames.length);
+    for (const [i, frame] of decoded.entries()) {
+      assert.deepEqual({ ...frame }, { ...frames[i] });
+    }
+    const pong = decoded[3] as Extract<Frame, { k: 'pong' }>;
+    assert.ok(pong.data instanceof Uint8Array);
+    assert.deepEqual([...pong.data], [1, 2, 3, 255]);
+  });
+
+  it('decodes the same whatever the chunks: split at every byte, one byte at a time, all in one', () => {
+    const stream = Buffer.concat(frames.map(wire));
+    const expected = JSON.stringify(decodeAll(stream));
+    for (let at = 0; at <= stream.length; at++) {
+      assert.equal(
+        JSON.stringify(decodeAll(stream.subarray(0, at), stream.subarray(at))),
+        expected,
+        `split at ${at}`,
+      );
+    }
+    const bytes = [...stream].map((byte) => Uint8Array.of(byte));
+    assert.equal(JSON.stringify(decodeAll(...bytes)), expected);
+  });
+
+  it('carries a 1 MiB byte string intact, and says how much of a frame is pending', () => {
+    const data = new Uint8Array(1 << 20).map((_, i) => i * 7);
+    const bytes = wire({ k: 'ping', seq: 1, data });
+    const decoder = new FrameDecoder();
+    assert.deepEqual(decoder.push(bytes.subarray(0, 1000)), []);
+    assert.equal(decoder.pendingBytes, 1000);
+    const [frame] = decoder.push(bytes.subarray(1000));
+    assert.equal(decoder.pendingBytes, 0);
+    assert.ok(frame !== undefined && frame.k === 'ping');
+    assert.ok(Buffer.from(frame.data).equals(data));
+  });
+
+  it('refuses a frame of length 0', () => {
+    assert.match(
+      codeOf(() => new FrameDecoder().push(Buffer.alloc(frameHeaderBytes))),
+      /^NET_FRAME_MALFORMED: .*length 0/,
+    );
+  });
+
+  it('refuses a length over frameSizeMax from the header alone, without waiting for the body', () => {
+    const decoder = new FrameDecoder();
+    const header = Buffer.alloc(frameHeaderBytes);
+    header.writeUInt32BE(frameSizeMax + 1);
+    assert.deepEqual(decoder.push(header.subarray(0, 3)), []);
+    assert.match(
+      codeOf(() => decoder.push(header.subarray(3))),
+      /^NET_FRAME_TOO_LARGE/,
+    );
+    // Failed for good: the stream is not read past the bad frame.
+    assert.match(
+      codeOf(() => decoder.push(wire(hello))),
+      /^NET_FRAME_TOO_LARGE/,
+    );
+    header.writeUInt32BE(0xffffffff);
+    assert.match(
+      codeOf(() => new FrameDecoder().push(header)),
+      /^NET_FRAME_TOO_LARGE/,
+    );
+    // A frame of exactly frameSizeMax is within the limit.
+    header.writeUInt32BE(frameSizeMax);
+    const atLimit = new FrameDecoder();
+    assert.deepEqual(atLimit.push(header), []);
+    assert.equal(atLimit.pendingBytes, frameHeaderBytes);
+  });
+
+  it('refuses to encode a frame over frameSizeMax', () => {
+    assert.match(
+      codeOf(() => encodeFrame({ k: 'ping', seq: 1, data: new Uint8Array(frameSizeMax) })),
+      /^NET_FRAME_TOO_LARGE/,
+    );
+  });
+
+  it('refuses a stream that ends inside a frame, and accepts one that ends between frames', () => {
+    const bytes = wire(hello);
+    for (const cut of [2, frameHeaderBytes, bytes.length - 1]) {
+      const decoder = new FrameDecoder();
+      decoder.push(bytes.subarray(0, cut));
+      assert.match(
+        codeOf(() => decoder.end()),
+        /^NET_FRAME_MALFORMED: the stream ended/,
+      );
+    }
+    const decoder = new FrameDecoder();
+    decoder.push(bytes);
+    decoder.end();
+  });
+
+  it('refuses a body that is not one CBOR value, or not a map', () => {
+    const cases: [Buffer, RegExp][] = [
+      [rawFrame(Buffer.from([0xff, 0xfe, 0xfd])), /not one CBOR value/],
+      [rawFrame(Buffer.from([0xa1, 0x61])), /not one CBOR value/], // cut short inside
+      [rawFrame(Buffer.concat([cbor.encode(hello), Buffer.from([0])])), /not one CBOR value/], // trailing bytes
+      [rawValue([1, 2, 3]), /not a CBOR map/],
+      [rawValue(7), /not a CBOR map/],
+      [rawValue('hello'), /not a CBOR map/],
+      [rawValue(null), /not a CBOR map/],
+      [rawValue(Buffer.from('hello')), /not a CBOR map/],
+    ];
+    for (const [bytes, message] of cases) {
+      assert.match(
+        codeOf(() => new FrameDecoder().push(bytes)),
+        new RegExp(`^NET_FRAME_MALFORMED: .*${message.source}`),
+        bytes.toString('hex'),
+      );
+    }
+  });
+
+  it('refuses an unknown kind, or none', () => {
+    for (const value of [
+      { k: 'launch' },
+      { k: 'toString' },
+      { k: '__proto__' },
+      { kind: 'hello' },
+      { k: 7 },
+    ]) {
+      assert.match(
+        codeOf(() => new FrameDecoder().push(rawValue(value))),
+        /^NET_FRAME_MALFORMED: unknown frame kind/,
+        JSON.stringify(value),
+      );
+    }
+  });
+
+  it('refuses fields of the wrong type or form, missing fields and unknown fields, naming them', () => {
+    const cases: [unknown, RegExp][] = [
+      [{ k: 'ping', seq: '1', data: new Uint8Array(0) }, /seq/],
+      [{ k: 'ping', seq: -1, data: new Uint8Array(0) }, /seq/],
+      [{ k: 'ping', seq: 1.5, data: new Uint8Array(0) }, /seq/],
+      [{ k: 'ping', seq: 1, data: 'bytes' }, /data/],
+      [{ k: 'ping', seq: 1 }, /data/],
+      [{ k: 'ping', seq: 1, data: new Uint8Array(0), extra: true }, /extra/],
+      [{ ...hello, node: 'N1' }, /node/],
+      [{ ...hello, node: 'a'.repeat(33) }, /node/],
+      [{ ...hello, cluster: 'cluster' }, /cluster/],
+      [{ ...hello, address: 'nowhere' }, /address/],
+      [{ ...hello, incarnation: 5 }, /incarnation/],
+      [{ ...hello, protocol: '1' }, /protocol/],
+      [{ k: 'reject', code: 'lower', message: '' }, /code/],
+      [{ k: 'reject', code: 'X', message: 'm'.repeat(5000) }, /message/],
+    ];
+    for (const [value, field] of cases) {
+      assert.match(
+        codeOf(() => new FrameDecoder().push(rawValue(value))),
+        new RegExp(`^NET_FRAME_MALFORMED: bad \\w+ frame: .*${field.source}`),
+        JSON.stringify(value),
+      );
+    }
+  });
+
+  it('tells another protocol version by its hello, whatever else that version changed', () => {
+    for (const value of [
+      { ...hello, protocol: 2 },
+      { k: 'welcome', protocol: 0 },
+      { k: 'hello', protocol: 2, cluster: { id: 'c' }, features: ['x'] },
+    ]) {
+      assert.match(
+        codeOf(() => decodeFrameBody(cbor.encode(value))),
+        /^NET_PROTOCOL_MISMATCH: .*version/,
+      );
+    }
+  });
+
+  it('keeps frames of one decoder apart from another (no shared CBOR state)', () => {
+    // cbor-x's record extension defines structures in one value and uses them in the next.
+    const records = new Encoder({ useRecords: true });
+    const a = new FrameDecoder();
+    a.push(rawFrame(records.encode({ k: 'ping', seq: 1, data: new Uint8Array(0) })));
+    const b = new FrameDecoder();
+    const frames = b.push(rawFrame(records.encode({ k: 'ping', seq: 2, data: new Uint8Array(0) })));
+    assert.equal(frames.length, 1);
+  });
+
+  it('parses node addresses', () => {
+    assert.deepEqual(parseNodeAddress('127.0.0.1:7000'), { host: '127.0.0.1', port: 7000 });
+    assert.deepEqual(parseNodeAddress('node-1.example:1'), { host: 'node-1.example', port: 1 });
+    assert.deepEqual(parseNodeAddress('[::1]:65535'), { host: '::1', port: 65535 });
+    for (const bad of ['127.0.0.1', ':7000', '127.0.0.1:0', '127.0.0.1:65536', '::1:7000', 'a b:1', '']) {
+      assert.equal(parseNodeAddress(bad), null, bad);
+    }
+  });
+});
