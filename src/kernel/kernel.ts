@@ -11,7 +11,7 @@
  * ending, a name registered) wakes the thread, which re-executes the syscall from the start.
  * The indexes of who waits for what are derived from the threads' waits, never saved.
  */
-import { KernReturn, type SyscallName, syscallModule, syscalls } from '../abi/syscalls.js';
+import { type SyscallName, syscallModule, syscalls } from '../abi/syscalls.js';
 import { NormaError } from '../errors.js';
 import { Ipc, type IpcEvent } from '../ipc/index.js';
 import { eventLoopTurnMsMax, timeSliceMsDefault } from '../limits.js';

@@ -107,7 +107,7 @@ export class Transport {
     });
   }
 
-  /** Listens for peers; resolves once listening. */
+  /** Listens for peers; resolves once listening (USAGE when the address cannot be listened on). */
   static async listen(options: TransportOptions): Promise<Transport> {
     if (!incarnationPattern.test(options.incarnation)) {
       throw new NormaError('USAGE', `${JSON.stringify(options.incarnation)} is not an incarnation id`);
@@ -118,9 +118,20 @@ export class Transport {
     const transport = new Transport(options);
     const server = transport.#server;
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
+      const refused = (error: NodeJS.ErrnoException): void =>
+        reject(
+          new NormaError(
+            'USAGE',
+            `cannot listen on ${formatNodeAddress(options.host, options.port)}: ${error.code}`,
+            {
+              cause: error,
+              hint: 'Choose another address or port, or stop what listens there.',
+            },
+          ),
+        );
+      server.once('error', refused);
       server.listen(options.port, options.host, () => {
-        server.off('error', reject);
+        server.off('error', refused);
         resolve();
       });
     });
@@ -130,11 +141,12 @@ export class Transport {
     return transport;
   }
 
-  /** The address peers dial to reach this node (host:port). */
+  /** The address peers dial to reach this node (host:port): `advertise`, or where it listens. */
   get address(): string {
     return this.#address;
   }
 
+  /** This node's name. */
   get node(): string {
     return this.#options.credentials.node;
   }
@@ -315,10 +327,9 @@ export class Transport {
     rest: Frame[],
   ): Peer {
     this.#handshaking.delete(socket);
-    const peer = new Peer(socket, decoder, hello, direction, this.#options.log);
+    const peer = new Peer(socket, decoder, hello, direction, this.#options.log, rest);
     this.#peers.add(peer);
     peer.once('close', () => this.#peers.delete(peer));
-    peer.receive(rest);
     return peer;
   }
 }
@@ -328,14 +339,15 @@ export interface PeerEvents {
   frame: [frame: PeerFrame];
   /** The connection is closed, for `reason`: NET_PEER_CLOSED, or the code of the error that closed it. */
   close: [reason: NormaError];
+  /** EventEmitter's own (the first 'frame' listener gets the frames that arrived before it). */
   newListener: [event: string | symbol, listener: (...args: unknown[]) => void];
 }
 
 /**
- * One established connection to another node, made by a Transport. Frames that arrive before the
- * first 'frame' listener is attached are kept for it (reading pauses meanwhile), so none is lost
- * between the handshake and the caller's `on('frame')`. Byte strings of received frames are views
- * of the connection's read buffers, which are never reused.
+ * One established connection to another node, made by a Transport (never by its callers). Frames
+ * that arrive before the first 'frame' listener is attached are kept for it (reading pauses
+ * meanwhile), so none is lost between the handshake and the caller's `on('frame')`. Byte strings of
+ * received frames are views of the connection's read buffers, which are never reused.
  */
 export class Peer extends EventEmitter<PeerEvents> {
   /** The peer's node name (the CN of its certificate). */
@@ -364,6 +376,8 @@ export class Peer extends EventEmitter<PeerEvents> {
     hello: Hello,
     direction: 'inbound' | 'outbound',
     log: (message: string) => void,
+    /** Frames that came in with the end of the handshake. */
+    early: Frame[],
   ) {
     super();
     this.name = hello.node;
@@ -382,6 +396,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       if (event === 'frame' && this.#backlog.length > 0) queueMicrotask(() => this.#flushBacklog());
     });
     socket.resume();
+    this.#receiveAll(early);
   }
 
   /** True once the connection is closing or closed: `send` throws NET_PEER_CLOSED. */
@@ -404,7 +419,10 @@ export class Peer extends EventEmitter<PeerEvents> {
     return this.#socket.writableLength < peerWriteBufferBytesMax;
   }
 
-  /** Resolves when less than peerWriteBufferBytesMax waits to be written; rejects when the connection closes first. */
+  /**
+   * Resolves when less than peerWriteBufferBytesMax waits to be written; rejects (NET_PEER_CLOSED)
+   * when the connection closes first.
+   */
   drained(): Promise<void> {
     if (this.#closeReason !== null) {
       return Promise.reject(new NormaError('NET_PEER_CLOSED', `the connection to ${this.name} is closed`));
@@ -437,8 +455,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     endSocket(this.#socket);
   }
 
-  /** Takes the frames that came with the end of the handshake (the Transport calls it once). */
-  receive(frames: Frame[]): void {
+  #receiveAll(frames: Frame[]): void {
     for (const frame of frames) {
       if (this.#closeReason !== null) return;
       this.#receive(frame);
@@ -472,7 +489,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       this.close(error as NormaError);
       return;
     }
-    this.receive(frames);
+    this.#receiveAll(frames);
   }
 
   #receive(frame: Frame): void {
@@ -570,7 +587,7 @@ function readFirstFrame(
   const finish = (result: FirstFrame): void => {
     clearTimeout(timer);
     socket.pause();
-    socket.off('data', onData).off('end', onEnd).off('error', onError);
+    socket.off('data', onData).off('end', onEnd).off('close', onEnd).off('error', onError);
     done(result);
   };
   const timer = setTimeout(
@@ -598,7 +615,8 @@ function readFirstFrame(
       error: new NormaError('NET_PEER_CLOSED', `${remote} closed the connection during the handshake`),
     });
   const onError = (error: NodeJS.ErrnoException): void => finish({ error: socketError(error, true, remote) });
-  socket.on('data', onData).once('end', onEnd).once('error', onError);
+  // 'close' without 'end': the socket was destroyed (Transport.close).
+  socket.on('data', onData).once('end', onEnd).once('close', onEnd).once('error', onError);
 }
 
 /** The NormaError for a socket error: refused by TLS, or the connection lost. */

@@ -3,7 +3,7 @@
 import { strict as assert } from 'node:assert';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { ok, on, poll, spawnTask, startNode, stopNode, task, tempStore } from '../node/node-helpers.js';
+import { ok, on, poll, spawnTask, stopNode, task, tempStore } from '../node/node-helpers.js';
 import { norma } from '../support/cli.js';
 import { startEtcd, type TestEtcd } from '../support/etcd.js';
 import { repoRoot } from '../support/fixtures.js';

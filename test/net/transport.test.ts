@@ -223,6 +223,28 @@ describe('transport: TLS connections between nodes', () => {
     assert.ok(n2.transport.peers.has(peer));
   });
 
+  it('tells peers the address it advertises, and refuses an address it cannot listen on', async () => {
+    const options = {
+      host: '127.0.0.1',
+      port: 0,
+      credentials: creds.n3,
+      incarnation: 'n3-1',
+      advertise: 'n3.example:7000',
+      onPeer: () => undefined,
+      log: () => undefined,
+    };
+    const n3 = await Transport.listen(options);
+    try {
+      const index = n1.accepted.length;
+      await n3.connect(n1.transport.address);
+      assert.equal((await n1.peer(index)).address, 'n3.example:7000');
+      await assert.rejects(Transport.listen({ ...options, port: n1.port }), hasCode('USAGE'));
+      await assert.rejects(Transport.listen({ ...options, advertise: 'n3' }), hasCode('USAGE'));
+    } finally {
+      await n3.close();
+    }
+  });
+
   it('carries frames both ways in order: 10,000 small ones and 1 MiB ones, pings answered with pongs', async () => {
     const n2 = await start(creds.n2);
     const index = n1.accepted.length;
@@ -370,7 +392,7 @@ describe('transport: TLS connections between nodes', () => {
     await n1.logged(/^NET_AUTH_FAILED: refused .* at TLS: ERR_SSL_/);
   });
 
-  it('rejects a hello of another protocol version, another cluster, or a name that is not the certificate’s', async () => {
+  it('rejects a hello of another protocol version, another cluster, or a name its certificate does not bear', async () => {
     const cases: [Frame, ErrorCode][] = [
       [hello(creds.n3, { protocol: wireProtocolVersion + 1 }), 'NET_PROTOCOL_MISMATCH'],
       [hello(creds.n3, { cluster: 'c-0000000000000000' }), 'NET_CLUSTER_MISMATCH'],
