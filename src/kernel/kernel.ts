@@ -181,6 +181,18 @@ export class Kernel {
     return false;
   }
 
+  /** How busy the node is: running tasks and threads ready to run (`norma nodes`, migration). */
+  load(): { tasks: number; runnable: number } {
+    let tasks = 0;
+    let runnable = 0;
+    for (const task of this.#tasks.values()) {
+      if (task.state.status !== 'running') continue;
+      tasks++;
+      for (const thread of task.state.threads) if (thread.status === 'runnable') runnable++;
+    }
+    return { tasks, runnable };
+  }
+
   /** A lookup missed locally: the network layer, if any, asks the cluster. */
   lookupRemote(service: string): void {
     this.#network?.lookupName(service);

@@ -9,7 +9,7 @@
 import type { PortId } from '../ipc/port.js';
 import type { Kernel } from '../kernel/kernel.js';
 import { type ClusterView, type NodeLinks, NormaIpc, originOf } from './norma-ipc.js';
-import type { IpcFrame } from './wire-protocol.js';
+import { decodeFrameBody, encodeFrame, type IpcFrame } from './wire-protocol.js';
 
 interface MemoryNode {
   readonly kernel: Kernel;
@@ -20,14 +20,11 @@ interface MemoryNode {
 export class MemoryCluster {
   readonly #nodes = new Map<string, MemoryNode>();
   readonly #names = new Map<string, { portId: PortId; node: string }>();
-  readonly #locations = new Map<PortId, string>();
   /** Frames in flight, in order: delivered one per macrotask turn to mimic a network. */
   readonly #inFlight: { from: string; to: string; frame: IpcFrame }[] = [];
   #delivering = false;
   /** Every frame sent, for tests that check what crossed the network. */
   readonly sent: { from: string; to: string; frame: IpcFrame }[] = [];
-
-  constructor(private readonly encode: (frame: IpcFrame) => IpcFrame = (frame) => structuredClone(frame)) {}
 
   /** Joins `kernel` (its nodeId is the incarnation) and returns its NORMA IPC layer. */
   join(kernel: Kernel, log: (message: string) => void = () => {}): NormaIpc {
@@ -37,14 +34,14 @@ export class MemoryCluster {
         const target = this.#nodes.get(to);
         if (target === undefined || !target.alive || !this.#nodes.get(self)!.alive) return false;
         this.sent.push({ from: self, to, frame });
-        this.#inFlight.push({ from: self, to, frame: this.encode(frame) });
+        this.#inFlight.push({ from: self, to, frame: throughTheWire(frame) });
         this.#schedule();
         return true;
       },
     };
     const view: ClusterView = {
       locate: (portId) => {
-        const node = this.#locations.get(portId) ?? originOf(portId);
+        const node = originOf(portId);
         return this.#nodes.get(node)?.alive === true ? node : null;
       },
       lookupName: async (service) => {
@@ -62,16 +59,10 @@ export class MemoryCluster {
       unregisterName: async (service, portId) => {
         if (this.#names.get(service)?.portId === portId) this.#names.delete(service);
       },
-      refresh: () => {},
     };
     const ipc = new NormaIpc(kernel, links, view, log);
     this.#nodes.set(self, { kernel, ipc, alive: true });
     return ipc;
-  }
-
-  /** Records that `portId` lives on `node` now (the port directory). */
-  setLocation(portId: PortId, node: string): void {
-    this.#locations.set(portId, node);
   }
 
   /** The node dies: nothing more comes from it, and every other node sees it leave. */
@@ -104,4 +95,10 @@ export class MemoryCluster {
       }
     });
   }
+}
+
+/** The frame as the receiving node would get it: encoded, then decoded and validated. */
+function throughTheWire(frame: IpcFrame): IpcFrame {
+  const [, body] = encodeFrame(frame);
+  return decodeFrameBody(body) as IpcFrame;
 }

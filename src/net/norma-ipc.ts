@@ -25,8 +25,8 @@
  *   published there.
  *
  * Where a port lives: its id carries the incarnation of the node that created it
- * (`<node>-<hex>.<serial>`), and that is where it lives unless the cluster's port directory says
- * otherwise (a port that moved with its task). Frames between two nodes arrive in order; that and
+ * (`<node>-<hex>.<serial>`), and that is where it lives (ports do not move between nodes yet; when
+ * tasks migrate, the cluster's port directory will record the ports that moved). Frames between two nodes arrive in order; that and
  * the per-node counts are what make the right accounting safe (see the core's remote section).
  *
  * The links are an interface (NodeLinks): the real one is the TLS transport between node daemons;
@@ -59,8 +59,6 @@ export interface ClusterView {
   registerName(service: string, portId: PortId): Promise<boolean>;
   /** Withdraws a registration of this node (its port died). */
   unregisterName(service: string, portId: PortId): Promise<void>;
-  /** A node said the port is not there (it moved): forget any cached location. */
-  refresh(portId: PortId): void;
 }
 
 /** The sender side of one proxy: sequence numbers and how much of its queue is on the wire. */
@@ -94,8 +92,6 @@ export class NormaIpc {
   readonly #expected = new Map<PortId, Map<string, number>>();
   /** Home side: nodes refused for a full queue, to be told when it has space, by port. */
   readonly #spaceWaiters = new Map<PortId, Set<string>>();
-  /** Ports that lived here and moved away (a right to one is not a dead right). */
-  readonly #departed = new Set<PortId>();
   readonly #lookups = new Set<string>();
   #closed = false;
 
@@ -183,15 +179,10 @@ export class NormaIpc {
       box.sent = 0;
       box.waiting = false;
     }
-    if (box.waiting || home === this.self) return; // waits for space, or for the directory to move it
+    if (box.waiting) return; // until the home says it has space
     while (box.sent < queue.length) {
       const seq = box.base + box.sent;
-      if (
-        !this.#links.send(
-          home,
-          messageFrame(portId, seq, queue[box.sent]!, (right) => this.#wireRight(right)),
-        )
-      ) {
+      if (!this.#links.send(home, this.#messageFrame(portId, seq, queue[box.sent]!))) {
         box.sent = 0; // resent from the first unacknowledged one when the link is back
         return;
       }
@@ -216,27 +207,43 @@ export class NormaIpc {
       : { kind, port: right.port, dead: true };
   }
 
+  #messageFrame(portId: PortId, seq: number, msg: QueuedMessage): IpcFrame {
+    return {
+      k: 'msg',
+      port: portId,
+      seq,
+      dest: msg.dest.kind === 'send' ? 's' : 'o',
+      id: msg.id,
+      reply: msg.reply === null ? null : this.#wireRight(msg.reply),
+      descriptors: msg.descriptors.map(
+        (d): WireDescriptor =>
+          d.type === 'ool' ? { t: 'ool', bytes: d.bytes } : { t: 'port', right: this.#wireRight(d.right) },
+      ),
+      body: msg.body,
+    };
+  }
+
   #release(portId: PortId): void {
     const ipc = this.#kernel.ipc;
     const home = this.#cluster.locate(portId);
     if (!ipc.dropProxy(portId)) return;
-    const box = this.#outboxes.get(portId);
-    if (box !== undefined) {
-      this.#nextSeq.set(portId, box.base);
-      this.#outboxes.delete(portId);
-    }
+    this.#closeOutbox(portId);
     const received = this.#received.get(portId) ?? 0;
     this.#received.delete(portId);
     if (home !== null && received > 0)
       this.#links.send(home, { k: 'release', port: portId, count: received });
   }
 
-  #forgetPort(portId: PortId): void {
+  /** The proxy is gone: its sequence numbers go on where they stopped if it comes back. */
+  #closeOutbox(portId: PortId): void {
     const box = this.#outboxes.get(portId);
-    if (box !== undefined) {
-      this.#nextSeq.set(portId, box.base);
-      this.#outboxes.delete(portId);
-    }
+    if (box === undefined) return;
+    this.#nextSeq.set(portId, box.base);
+    this.#outboxes.delete(portId);
+  }
+
+  #forgetPort(portId: PortId): void {
+    this.#closeOutbox(portId);
     this.#received.delete(portId);
     this.#spaceWaiters.delete(portId);
     this.#expected.delete(portId);
@@ -297,7 +304,7 @@ export class NormaIpc {
       return;
     }
     const deliverable = ipc.remoteDeliverable(frame.port, frame.dest === 's' ? 'send' : 'send-once');
-    if (deliverable === 'dead' && !this.#departed.has(frame.port)) {
+    if (deliverable === 'dead') {
       this.#links.send(from, { k: 'dead', port: frame.port });
       return;
     }
@@ -343,18 +350,14 @@ export class NormaIpc {
   #importRight(wire: WireRight, from: string): TransitRight {
     const kind = wire.kind === 's' ? 'send' : 'send-once';
     const ipc = this.#kernel.ipc;
-    if (wire.dead === true || (!ipc.isAlive(wire.port) && this.#livedHere(wire.port))) {
+    // A port created here that is not here any more has died (ports do not move between nodes yet).
+    if (wire.dead === true || (!ipc.isAlive(wire.port) && originOf(wire.port) === this.self)) {
       return { kind, port: wire.port };
     }
     const wasProxy = ipc.isRemote(wire.port) || !ipc.isAlive(wire.port);
     const transit = ipc.importRight(kind, wire.port, from);
     if (wasProxy && kind === 'send') this.#received.set(wire.port, (this.#received.get(wire.port) ?? 0) + 1);
     return transit;
-  }
-
-  /** True for a port created by this node that never moved away: absent here means dead. */
-  #livedHere(portId: PortId): boolean {
-    return originOf(portId) === this.self && !this.#departed.has(portId);
   }
 
   #onAck(from: string, portId: PortId, seq: number): void {
@@ -378,9 +381,8 @@ export class NormaIpc {
       box.waiting = true;
       return;
     }
-    // The port left that node: ask the directory again on the next flush.
+    // The port left that node: locate it again on the next flush.
     box.home = null;
-    this.#cluster.refresh(portId);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -405,8 +407,8 @@ export class NormaIpc {
     const ipc = this.#kernel.ipc;
     ipc.forgetNode(node);
     for (const portId of ipc.proxies()) {
-      if (this.#cluster.locate(portId) === null || this.#cluster.locate(portId) === node)
-        ipc.killProxy(portId);
+      const home = this.#cluster.locate(portId);
+      if (home === null || home === node) ipc.killProxy(portId);
     }
     for (const senders of this.#expected.values()) senders.delete(node);
     for (const waiters of this.#spaceWaiters.values()) waiters.delete(node);
@@ -472,25 +474,4 @@ export class NormaIpc {
 /** The node incarnation in a port id (`<incarnation>.<serial>`). */
 export function originOf(portId: PortId): string {
   return portId.slice(0, portId.lastIndexOf('.'));
-}
-
-function messageFrame(
-  portId: PortId,
-  seq: number,
-  msg: QueuedMessage,
-  wire: (right: TransitRight) => WireRight,
-): IpcFrame {
-  return {
-    k: 'msg',
-    port: portId,
-    seq,
-    dest: msg.dest.kind === 'send' ? 's' : 'o',
-    id: msg.id,
-    reply: msg.reply === null ? null : wire(msg.reply),
-    descriptors: msg.descriptors.map(
-      (d): WireDescriptor =>
-        d.type === 'ool' ? { t: 'ool', bytes: d.bytes } : { t: 'port', right: wire(d.right) },
-    ),
-    body: msg.body,
-  };
 }

@@ -66,8 +66,6 @@ export class ClusterMember {
   readonly #members = new Map<string, MemberRecord>();
   /** Incarnations seen leaving: their ports are dead. */
   readonly #gone = new Set<string>();
-  /** Ports that moved, where they live now (incarnation). */
-  readonly #moved = new Map<PortId, string>();
   /** The connection this node dialed, per incarnation, or the frames waiting for it. */
   readonly #outbound = new Map<string, Peer | PeerFrame[]>();
   readonly #forwarded = new Map<number, (line: string, final: boolean) => void>();
@@ -95,9 +93,6 @@ export class ClusterMember {
         (await this.#directory.registerName(service, portId)) === 'registered',
       unregisterName: async (service, portId) => {
         await this.#directory.unregisterName(service, portId);
-      },
-      refresh: (portId) => {
-        this.#moved.delete(portId);
       },
     };
     this.ipc = new NormaIpc(kernel, links, view, log);
@@ -168,16 +163,15 @@ export class ClusterMember {
       address: this.#transport.address,
       pid: process.pid,
       startedAt: new Date().toISOString(),
-      load: this.#load(),
+      load: { ...this.#kernel.load(), cpu: 0 },
     };
     this.#members.set(self.incarnation, self);
     this.#unwatch = await this.#directory.watchMembers((event) => {
-      if (event.kind === 'left') this.#memberLeft(event.member);
+      if (event.kind === 'left') this.#incarnationGone(event.member.incarnation, event.member.name);
       else this.#memberSeen(event.member);
     });
     this.#directory.watchStatus((event) => this.#log(`cluster directory: ${event.kind}`));
-    await this.#directory.join(self);
-    for (const member of await this.#directory.members()) this.#memberSeen(member);
+    await this.#directory.join(self); // the watch reports every member, this one included
     let cpu = process.cpuUsage();
     let at = performance.now();
     this.#loadTimer = setInterval(() => {
@@ -186,42 +180,36 @@ export class ClusterMember {
       const share = (used.user + used.system) / 1000 / Math.max(1, now - at);
       cpu = process.cpuUsage();
       at = now;
-      this.#directory.updateLoad({ ...this.#load(), cpu: Math.min(1, share) }).catch(() => undefined);
+      this.#directory.updateLoad({ ...this.#kernel.load(), cpu: Math.min(1, share) }).catch(() => undefined);
     }, loadIntervalMs);
     this.#loadTimer.unref();
-  }
-
-  #load(): MemberRecord['load'] {
-    const tasks = this.#kernel.tasks.filter((task) => task.state.status === 'running');
-    const runnable = tasks.reduce(
-      (sum, task) => sum + task.state.threads.filter((thread) => thread.status === 'runnable').length,
-      0,
-    );
-    return { tasks: tasks.length, runnable, cpu: 0 };
   }
 
   #memberSeen(member: MemberRecord): void {
     for (const [incarnation, known] of this.#members) {
       // The same name with a new incarnation: the old one died (and restarted).
-      if (known.name === member.name && incarnation !== member.incarnation) this.#memberLeft(known);
+      if (known.name === member.name && incarnation !== member.incarnation) {
+        this.#incarnationGone(incarnation, known.name);
+      }
     }
     if (!this.#gone.has(member.incarnation)) this.#members.set(member.incarnation, member);
   }
 
-  #memberLeft(member: MemberRecord): void {
-    if (member.incarnation === this.#kernel.nodeId) return;
-    this.#members.delete(member.incarnation);
-    if (this.#gone.has(member.incarnation)) return;
-    this.#gone.add(member.incarnation);
-    this.#log(`node ${member.name} (${member.incarnation}) left the cluster`);
-    const outbound = this.#outbound.get(member.incarnation);
-    this.#outbound.delete(member.incarnation);
+  /** The node incarnation left the cluster (or never was a member): it and its ports are dead. */
+  #incarnationGone(incarnation: string, name: string): void {
+    if (incarnation === this.#kernel.nodeId) return;
+    this.#members.delete(incarnation);
+    if (this.#gone.has(incarnation)) return;
+    this.#gone.add(incarnation);
+    this.#log(`node ${name} (${incarnation}) left the cluster`);
+    const outbound = this.#outbound.get(incarnation);
+    this.#outbound.delete(incarnation);
     if (outbound !== undefined && !Array.isArray(outbound)) outbound.close();
-    this.ipc.nodeGone(member.incarnation);
+    this.ipc.nodeGone(incarnation);
   }
 
   #locate(portId: PortId): string | null {
-    const at = this.#moved.get(portId) ?? originOf(portId);
+    const at = originOf(portId);
     return this.#gone.has(at) ? null : at;
   }
 
@@ -262,7 +250,7 @@ export class ClusterMember {
       member = this.#members.get(to);
       if (member === undefined) {
         this.#outbound.delete(to);
-        if (!this.#gone.has(to)) this.#memberLeft({ name: to, incarnation: to } as MemberRecord);
+        this.#incarnationGone(to, to);
         return;
       }
     }
@@ -271,7 +259,7 @@ export class ClusterMember {
         const peer = await this.#transport.connect(member.address);
         if (peer.incarnation !== to) {
           peer.close();
-          this.#memberLeft(member);
+          this.#incarnationGone(member.incarnation, member.name);
           return;
         }
         const waiting = this.#outbound.get(to);
@@ -298,7 +286,6 @@ export class ClusterMember {
   /** A connection another node dialed: only read from it. */
   #adopt(peer: Peer): void {
     peer.on('frame', (frame) => this.#onFrame(peer, frame));
-    peer.on('close', () => undefined);
   }
 
   #onFrame(peer: Peer, frame: PeerFrame): void {

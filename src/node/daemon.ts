@@ -193,7 +193,7 @@ export class NodeDaemon {
     switch (request.method) {
       case 'nodes':
         return this.#member === null
-          ? { cluster: null, members: [await this.#selfAsMember()] }
+          ? { cluster: null, members: [this.#selfAsMember()] }
           : { cluster: this.#member.cluster, members: await this.#member.members() };
       case 'names':
         return {
@@ -235,22 +235,15 @@ export class NodeDaemon {
     }
   }
 
-  async #selfAsMember(): Promise<Results['nodes']['members'][number]> {
-    const running = this.kernel.tasks.filter((task) => task.state.status === 'running');
+  /** A node on its own, as `norma nodes` lists a member. */
+  #selfAsMember(): Results['nodes']['members'][number] {
     return {
       name: this.kernel.nodeId,
       incarnation: this.kernel.nodeId,
       address: this.paths.socket,
       pid: process.pid,
       startedAt: new Date(this.startedAtMs).toISOString(),
-      load: {
-        tasks: running.length,
-        runnable: running.reduce(
-          (n, t) => n + t.state.threads.filter((th) => th.status === 'runnable').length,
-          0,
-        ),
-        cpu: 0,
-      },
+      load: { ...this.kernel.load(), cpu: 0 },
       self: true,
     };
   }
@@ -281,6 +274,7 @@ export class NodeDaemon {
       reply(encodeError(0, wireError(parsed.error)), true);
       return;
     }
+    // Carried out here whatever `node` says: a forwarded request is never forwarded again (no loops).
     const { node: _ignored, ...request } = parsed.request;
     const context: RequestContext = {
       emit: (stream, data) => reply(encodeLogEvent(0, stream, data), false),

@@ -271,6 +271,24 @@ describe('NORMA IPC (kernels linked in memory)', () => {
       KernReturn.SEND_INVALID_RIGHT,
     );
     assert.equal(b.ipc.portType(T, mine).type, PortType.RECEIVE, 'nothing moved');
+    const object = b.ipc.insertSendRight(T, b.ipc.allocateKernelPort({ type: 'memory_object', id: 1 })).name;
+    for (const descriptor of [
+      portDescriptor(object, Disposition.COPY_SEND),
+      portDescriptor(object, Disposition.MOVE_SEND),
+    ]) {
+      assertKr(
+        b.ipc.send(T, message(dest, Disposition.COPY_SEND, { descriptors: [descriptor] })),
+        KernReturn.SEND_INVALID_RIGHT,
+      );
+    }
+    assertKr(
+      b.ipc.send(
+        T,
+        message(dest, Disposition.COPY_SEND, { replyName: object, replyDisposition: Disposition.COPY_SEND }),
+      ),
+      KernReturn.SEND_INVALID_REPLY,
+    );
+    assert.equal(b.ipc.portGetRefs(T, object, 0).refs, 1, 'the memory-object right stayed');
     audit(a, b);
   });
 });
