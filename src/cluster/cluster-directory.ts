@@ -125,7 +125,7 @@ export interface ClusterDirectory {
   readonly available: boolean;
 
   /**
-   * Grants this node's lease and puts its member record. Rejects with CLUSTER_MEMBER_EXISTS when a
+   * Grants this node's lease and puts its member record. Rejects with CLUSTER_MEMBER_NAME_TAKEN when a
    * live member (another incarnation) holds the name. Once per directory.
    */
   join(self: MemberRecord): Promise<void>;

@@ -205,12 +205,14 @@ export class EtcdDirectory implements ClusterDirectory {
   unregisterName(name: string, portId: string): Promise<boolean> {
     return this.#call(async () => {
       this.#member();
-      const removed = await this.#deleteIf(
+      // Out of the ledger first, so that a recovery under way does not put it back; the delete
+      // waits for that recovery, which may have re-put it before it saw the ledger change.
+      if (this.#names.get(name) === portId) this.#names.delete(name);
+      if (this.#rejoining !== null) await this.#rejoining;
+      return this.#deleteIf(
         this.#keys.name(name),
         (current) => decodeName(this.#keys, current).portId === portId,
       );
-      if (this.#names.get(name) === portId) this.#names.delete(name);
-      return removed;
     });
   }
 
@@ -244,11 +246,11 @@ export class EtcdDirectory implements ClusterDirectory {
   clearPortLocation(portId: string): Promise<boolean> {
     return this.#call(async () => {
       const self = this.#member();
-      const removed = await this.#deleteIf(this.#keys.port(portId), (current) =>
+      this.#ports.delete(portId); // first: see unregisterName
+      if (this.#rejoining !== null) await this.#rejoining;
+      return this.#deleteIf(this.#keys.port(portId), (current) =>
         isMine(decodePort(this.#keys, current), self),
       );
-      this.#ports.delete(portId);
-      return removed;
     });
   }
 
@@ -419,17 +421,20 @@ export class EtcdDirectory implements ClusterDirectory {
     }
     const lease = this.#lease!;
     for (const [name, portId] of [...this.#names]) {
+      if (this.#names.get(name) !== portId) continue; // unregistered meanwhile
       const record: NameRecord = { name, portId, node: self.name, incarnation: self.incarnation };
       const mine = (current: StoredKey): boolean => sameName(decodeName(this.#keys, current), record);
       if (await this.#reattach(this.#keys.name(name), encodeRecord(record), lease, mine)) continue;
+      if (this.#names.get(name) !== portId) continue;
       this.#names.delete(name);
       this.#lost.names.push(name);
     }
     for (const portId of [...this.#ports]) {
+      if (!this.#ports.has(portId)) continue; // cleared meanwhile
       const record: PortRecord = { portId, node: self.name, incarnation: self.incarnation };
       const mine = (current: StoredKey): boolean => isMine(decodePort(this.#keys, current), self);
       if (await this.#reattach(this.#keys.port(portId), encodeRecord(record), lease, mine)) continue;
-      this.#ports.delete(portId);
+      if (!this.#ports.delete(portId)) continue;
       this.#lost.ports.push(portId);
     }
     if (this.#lease !== lease || this.#phase !== 'joined') return;

@@ -54,6 +54,8 @@ export function clusterIncarnation(name: string): string {
 export type ForwardedRequestHandler = (line: string, onLine: (line: string, final: boolean) => void) => void;
 
 const loadIntervalMs = 2000;
+/** A change of CPU use smaller than this is not reported. */
+const loadCpuChangeMin = 0.05;
 const reconnectDelayMs = 100;
 
 export class ClusterMember {
@@ -70,7 +72,6 @@ export class ClusterMember {
   readonly #outbound = new Map<string, Peer | PeerFrame[]>();
   readonly #forwarded = new Map<number, (line: string, final: boolean) => void>();
   #nextForward = 1;
-  #unwatch: (() => void) | null = null;
   #loadTimer: NodeJS.Timeout | null = null;
   #closed = false;
   #handleForwarded: ForwardedRequestHandler = () => {};
@@ -166,7 +167,7 @@ export class ClusterMember {
       load: { ...this.#kernel.load(), cpu: 0 },
     };
     this.#members.set(self.incarnation, self);
-    this.#unwatch = await this.#directory.watchMembers((event) => {
+    await this.#directory.watchMembers((event) => {
       if (event.kind === 'left') this.#incarnationGone(event.member.incarnation, event.member.name);
       else this.#memberSeen(event.member);
     });
@@ -174,13 +175,22 @@ export class ClusterMember {
     await this.#directory.join(self); // the watch reports every member, this one included
     let cpu = process.cpuUsage();
     let at = performance.now();
+    let reported = self.load;
     this.#loadTimer = setInterval(() => {
       const used = process.cpuUsage(cpu);
       const now = performance.now();
-      const share = (used.user + used.system) / 1000 / Math.max(1, now - at);
+      const share = Math.min(1, (used.user + used.system) / 1000 / Math.max(1, now - at));
       cpu = process.cpuUsage();
       at = now;
-      this.#directory.updateLoad({ ...this.#kernel.load(), cpu: Math.min(1, share) }).catch(() => undefined);
+      const load = { ...this.#kernel.load(), cpu: Math.round(share * 100) / 100 };
+      // Every write is an event at every member: only a change is worth one.
+      const changed =
+        load.tasks !== reported.tasks ||
+        load.runnable !== reported.runnable ||
+        Math.abs(load.cpu - reported.cpu) >= loadCpuChangeMin;
+      if (!changed) return;
+      reported = load;
+      this.#directory.updateLoad(load).catch(() => undefined);
     }, loadIntervalMs);
     this.#loadTimer.unref();
   }
@@ -347,7 +357,6 @@ export class ClusterMember {
     this.#closed = true;
     this.ipc.close();
     if (this.#loadTimer !== null) clearInterval(this.#loadTimer);
-    this.#unwatch?.();
     await this.#directory
       .leave()
       .catch((error: unknown) => this.#log(`leaving the cluster: ${String(error)}`));

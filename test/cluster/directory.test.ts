@@ -23,7 +23,7 @@ import {
 import { EtcdDirectory } from '../../src/cluster/etcd-directory.js';
 import { MemoryEtcd } from '../../src/cluster/memory-directory.js';
 import { isNormaError } from '../../src/errors.js';
-import { startEtcd, startTcpProxy, type TestEtcd } from '../support/etcd.js';
+import { startEtcd, startTcpProxy, type TcpProxy, type TestEtcd } from '../support/etcd.js';
 
 /** The lease TTL of every test node. */
 const ttlSeconds = 1;
@@ -568,6 +568,29 @@ for (const backend of [new MemoryBackend(), new EtcdBackend()]) {
       assert.equal(await a.portLocation('b-port-1'), null);
     });
 
+    it('keeps a name unregistered while a recovery re-puts the others', async () => {
+      const { directory: b } = await joined('b');
+      const names = Array.from({ length: 8 }, (_, i) => `gone-${i}`);
+      for (const name of names) assert.equal(await b.registerName(name, `port-${name}`), 'registered');
+      await backend.expireLease(b, cluster, 'b');
+      const status = statusOf(b);
+      // The first write after the loss starts the recovery; the unregisters land at every point of it.
+      const trigger = b.registerName('trigger', 'port-trigger');
+      const removals: Promise<boolean>[] = [];
+      for (const name of names) {
+        removals.push(b.unregisterName(name, `port-${name}`));
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      assert.equal(await trigger, 'registered');
+      await Promise.all(removals);
+      await status.take('rejoined', isStatus('rejoined'));
+      assert.deepEqual(
+        (await b.names()).map((record) => record.name),
+        ['trigger'],
+        'no unregistered name came back',
+      );
+    });
+
     it('a member watch cut off while history is compacted lists again and reports the difference', async () => {
       const { directory: a } = await joined('a');
       const { directory: b } = await joined('b');
@@ -610,3 +633,31 @@ for (const backend of [new MemoryBackend(), new EtcdBackend()]) {
     });
   });
 }
+
+describe('cluster directory (etcd that hangs)', function () {
+  this.timeout(30_000);
+  let etcd: TestEtcd;
+  let proxy: TcpProxy;
+  let directory: ClusterDirectory | null = null;
+
+  before(async () => {
+    etcd = await startEtcd();
+    proxy = await startTcpProxy(etcd.endpoint);
+  });
+  after(async () => {
+    await directory?.close();
+    await proxy.close();
+    await etcd.stop();
+  });
+
+  it('fails a call after clusterCallMsMax when etcd accepts it and never answers', async () => {
+    directory = await EtcdDirectory.connect({ endpoints: [proxy.endpoint], cluster: 'hang', ttlSeconds });
+    await directory.join(member('a'));
+    proxy.silence();
+    const call = await timed(() => rejects(directory!.lookupName('anything'), 'CLUSTER_UNAVAILABLE'));
+    assert.ok(call.ms >= clusterCallMsMax - 50, `rejected after ${call.ms} ms: before the deadline`);
+    assert.ok(call.ms < clusterCallMsMax + 1000, `rejected after ${call.ms} ms: long after the deadline`);
+    assert.equal(directory.available, false);
+    proxy.heal();
+  });
+});

@@ -43,8 +43,8 @@ export interface TestEtcd {
   stop(): Promise<void>;
 }
 
-export async function startEtcd(options: { dataDir?: string } = {}): Promise<TestEtcd> {
-  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'norma-etcd-'));
+export async function startEtcd(): Promise<TestEtcd> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'norma-etcd-'));
   let failure = '';
   for (let attempt = 0; attempt < etcdStartAttemptsMax; attempt++) {
     const clientPort = await freePort();
@@ -179,6 +179,8 @@ export interface TcpProxy {
   readonly endpoint: string;
   /** Resets every open connection and refuses new ones. */
   cut(): void;
+  /** Keeps every connection open but carries nothing either way (a store that hangs); heal() ends it. */
+  silence(): void;
   heal(): void;
   close(): Promise<void>;
 }
@@ -188,6 +190,7 @@ export async function startTcpProxy(target: string): Promise<TcpProxy> {
   const url = new URL(target);
   const sockets = new Set<Socket>();
   let cut = false;
+  let silent = false;
   const track = (socket: Socket): void => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
@@ -201,7 +204,12 @@ export async function startTcpProxy(target: string): Promise<TcpProxy> {
     }
     const upstream = netConnect(Number(url.port), url.hostname);
     track(upstream);
-    client.pipe(upstream).pipe(client);
+    client.on('data', (chunk: Buffer) => {
+      if (!silent) upstream.write(chunk);
+    });
+    upstream.on('data', (chunk: Buffer) => {
+      if (!silent) client.write(chunk);
+    });
     client.once('close', () => upstream.destroy());
     upstream.once('close', () => client.destroy());
   });
@@ -214,8 +222,12 @@ export async function startTcpProxy(target: string): Promise<TcpProxy> {
       cut = true;
       for (const socket of sockets) socket.resetAndDestroy();
     },
+    silence() {
+      silent = true;
+    },
     heal() {
       cut = false;
+      silent = false;
     },
     close() {
       for (const socket of sockets) socket.destroy();
