@@ -61,3 +61,9 @@ export const peerWriteBufferBytesMax = 1024 * 1024;
 export const handshakeTimeoutMsDefault = 5000;
 /** How long a connection that this node closes waits for the peer to close its side before it is destroyed. */
 export const peerCloseLingerMs = 1000;
+
+/** The longest line of the node's control protocol, either way (a request with 1024 args of 1 KiB fits). */
+export const controlLineBytesMax = 1024 * 1024;
+
+/** The longest message of a `reject` frame, in characters (the rest of a longer one is cut). */
+export const rejectMessageLengthMax = 4096;

@@ -23,10 +23,11 @@
  * certificates, only use the one it was given.
  */
 import { createPrivateKey, randomBytes, webcrypto, X509Certificate } from 'node:crypto';
-import { access, mkdir, open, readFile, rename } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { access, mkdir, open, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { z } from 'zod';
 import { NormaError } from '../errors.js';
+import { isMissing, syncDirectory, writeFileAtomically } from '../snapshot/disk.js';
 import { clusterIdPattern, nodeNamePattern } from './wire-protocol.js';
 
 /** What cluster.json holds. */
@@ -105,6 +106,7 @@ export async function initCluster(dir: string, options: { name?: string } = {}):
     if ((error as NodeJS.ErrnoException).code === 'EEXIST') throw clusterExists(dir);
     throw error;
   }
+  await syncDirectory(dir);
   return info.data;
 }
 
@@ -155,8 +157,10 @@ export async function issueNodeCredentials(dir: string, nodeName: string): Promi
   await mkdir(nodes, { recursive: true, mode: 0o700 });
   // Replaced by rename, the key before the certificate: a crash in between leaves a pair that
   // loadNodeCredentials refuses (CLUSTER_CREDENTIALS_INVALID), never a half-written file.
-  await writeReplacing(join(nodes, `${nodeName}.key`), await privateKeyPem(keys.privateKey), 0o600);
-  await writeReplacing(join(nodes, `${nodeName}.crt`), cert.toString('pem'), 0o644);
+  const text = new TextEncoder();
+  const keyPath = join(nodes, `${nodeName}.key`);
+  await writeFileAtomically(keyPath, text.encode(await privateKeyPem(keys.privateKey)), nodes, 0o600);
+  await writeFileAtomically(join(nodes, `${nodeName}.crt`), text.encode(cert.toString('pem')), nodes, 0o644);
 }
 
 /**
@@ -240,7 +244,8 @@ function commonName(cert: X509Certificate): string | undefined {
     ?.slice(3);
 }
 
-function checkNodeName(nodeName: string): void {
+/** Refuses a name that cannot be a node's (USAGE). */
+export function checkNodeName(nodeName: string): void {
   if (!nodeNamePattern.test(nodeName)) {
     throw new NormaError(
       'USAGE',
@@ -262,12 +267,10 @@ function clusterExists(dir: string): NormaError {
 }
 
 async function readOptional(path: string): Promise<string | null> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+  return readFile(path, 'utf8').catch((error: unknown) => {
+    if (isMissing(error)) return null;
     throw error;
-  }
+  });
 }
 
 async function readCredential(dir: string, file: string): Promise<string> {
@@ -295,13 +298,6 @@ async function createFile(path: string, data: string, mode: number): Promise<voi
   } finally {
     await file.close();
   }
-}
-
-/** Replaces a file whole: a temporary file, synced, renamed over it. */
-async function writeReplacing(path: string, data: string, mode: number): Promise<void> {
-  const temporary = join(dirname(path), `.${randomBytes(6).toString('hex')}.tmp`);
-  await createFile(temporary, data, mode);
-  await rename(temporary, path);
 }
 
 async function privateKeyPem(key: CryptoKey): Promise<string> {

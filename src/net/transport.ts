@@ -37,7 +37,12 @@ import {
   connect as tlsConnect,
 } from 'node:tls';
 import { type ErrorCode, errorCodes, NormaError } from '../errors.js';
-import { handshakeTimeoutMsDefault, peerCloseLingerMs, peerWriteBufferBytesMax } from '../limits.js';
+import {
+  handshakeTimeoutMsDefault,
+  peerCloseLingerMs,
+  peerWriteBufferBytesMax,
+  rejectMessageLengthMax,
+} from '../limits.js';
 import type { NodeCredentials } from './cluster-credentials.js';
 import {
   encodeFrame,
@@ -645,7 +650,7 @@ function rejected(frame: Reject, remote: string): NormaError {
 }
 
 function rejectFrame(error: NormaError): Reject {
-  return { k: 'reject', code: error.code, message: error.message.slice(0, 4096) };
+  return { k: 'reject', code: error.code, message: error.message.slice(0, rejectMessageLengthMax) };
 }
 
 /** Half-closes after what is written, and destroys the socket if the peer does not close its side. */

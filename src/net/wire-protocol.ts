@@ -11,7 +11,7 @@
  *
  * with 1 ≤ N ≤ frameSizeMax. The length comes first so that a receiver refuses an oversized frame
  * from its header alone, before it buffers a byte of it, and decodes a body only once it is whole.
- * The body is exactly one CBOR value (RFC 8949, without cbor-x's record extension): a map whose
+ * The body is exactly one CBOR value (RFC 8949; encoded without cbor-x's record extension): a map whose
  * string field `k` names the kind. Byte strings are CBOR byte strings and decode as Uint8Array.
  *
  * Handshake. The dialer sends `hello`; the acceptor checks the protocol version, the cluster id and
@@ -32,8 +32,12 @@
 import { Decoder, Encoder, type Options } from 'cbor-x';
 import { z } from 'zod';
 import { NormaError } from '../errors.js';
-import { frameSizeMax, messageDescriptorsMax } from '../limits.js';
-import { controlLineBytesMax } from '../node/control-protocol.js';
+import {
+  controlLineBytesMax,
+  frameSizeMax,
+  messageDescriptorsMax,
+  rejectMessageLengthMax,
+} from '../limits.js';
 
 export const wireProtocolVersion = 1;
 
@@ -50,8 +54,6 @@ export const incarnationPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const addressPattern = /^(?:\[([0-9A-Fa-f:.]{2,45})\]|([A-Za-z0-9.-]{1,253})):(\d{1,5})$/;
 /** Error codes in a `reject`: the shape of src/errors.ts codes (a peer may know codes this node does not). */
 const errorCodePattern = /^[A-Z][A-Z0-9_]{0,63}$/;
-/** Longest message of a `reject`, in characters. */
-const rejectMessageLengthMax = 4096;
 
 const handshake = {
   /** The version of this file the sender speaks; checked before anything else. */
@@ -176,6 +178,9 @@ export type PeerFrame = Exclude<Frame, { k: HandshakeKind }>;
 // a plain byte string (not tag 64), maps as objects.
 const cborOptions: Options = { useRecords: false, mapsAsObjects: true, tagUint8Array: false };
 const encoder = new Encoder(cborOptions);
+// One decoder for every connection: cbor-x keeps its decoding state in module globals and resets it
+// on each decode, so a decoder per connection would isolate nothing.
+const decoder = new Decoder(cborOptions);
 
 /**
  * Encodes a frame as its header and its body, to be written one after the other (a writev, or two
@@ -201,12 +206,12 @@ function malformed(message: string, cause?: unknown): NormaError {
 }
 
 /** Decodes and validates one frame body (without its header). */
-export function decodeFrameBody(body: Uint8Array, cbor: Decoder = new Decoder(cborOptions)): Frame {
+export function decodeFrameBody(body: Uint8Array): Frame {
   let value: unknown;
   try {
     // Byte strings decode as views of the input, of its class: a plain Uint8Array view makes them
     // plain Uint8Arrays (not Buffers), as a structured clone of the frame would be.
-    value = cbor.decode(new Uint8Array(body.buffer, body.byteOffset, body.byteLength));
+    value = decoder.decode(new Uint8Array(body.buffer, body.byteOffset, body.byteLength));
   } catch (error) {
     throw malformed(`a frame of ${body.length} bytes is not one CBOR value`, error);
   }
@@ -243,7 +248,6 @@ export function decodeFrameBody(body: Uint8Array, cbor: Decoder = new Decoder(cb
  */
 export class FrameDecoder {
   // One CBOR decoder per connection: nothing a peer sends can influence how another's is read.
-  readonly #cbor = new Decoder(cborOptions);
   readonly #header = Buffer.alloc(frameHeaderBytes);
   #headerBytes = 0;
   /** The length of the body being read, or -1 while reading a header. */
@@ -306,7 +310,7 @@ export class FrameDecoder {
       const part = chunk.subarray(offset, offset + take);
       offset += take;
       if (this.#partBytes === 0 && take === this.#bodyBytes) {
-        frames.push(decodeFrameBody(part, this.#cbor));
+        frames.push(decodeFrameBody(part));
       } else {
         this.#parts.push(part);
         this.#partBytes += take;
@@ -314,7 +318,7 @@ export class FrameDecoder {
         const body = Buffer.concat(this.#parts, this.#bodyBytes);
         this.#parts = [];
         this.#partBytes = 0;
-        frames.push(decodeFrameBody(body, this.#cbor));
+        frames.push(decodeFrameBody(body));
       }
       this.#bodyBytes = -1;
       this.#headerBytes = 0;

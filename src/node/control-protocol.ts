@@ -27,11 +27,10 @@ import { isAbsolute } from 'node:path';
 import { z } from 'zod';
 import { NormaError } from '../errors.js';
 import type { TaskExit } from '../kernel/task.js';
+import { controlLineBytesMax } from '../limits.js';
+import { nodeNamePattern } from '../net/wire-protocol.js';
 
 export const controlProtocolVersion = 1;
-
-/** The longest line either side reads (a request with 1024 args of 1 KiB still fits). */
-export const controlLineBytesMax = 1024 * 1024;
 
 /** Task names: they name log files, so a safe subset of characters. */
 export const taskNamePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -190,9 +189,6 @@ export interface LogEvent {
 export type ParsedRequest = {
   [M in Method]: { id: RequestId; method: M; params: Params<M>; node?: string };
 }[Method];
-
-/** Node names: they appear in certificates, port ids and etcd keys. */
-export const nodeNamePattern = /^[a-z0-9][a-z0-9-]{0,31}$/;
 
 const envelope = z.object({
   v: z.unknown(),

@@ -12,18 +12,11 @@ import { type Command, InvalidArgumentError } from 'commander';
 import { parseEnv } from '../cli/run-command.js';
 import { defaultStoreDirectory } from '../cli/task-session.js';
 import { type ErrorCode, errorCodes, isNormaError, NormaError } from '../errors.js';
-import { initCluster } from '../net/cluster-credentials.js';
+import { checkNodeName, initCluster } from '../net/cluster-credentials.js';
 import { makeDirectories } from '../snapshot/disk.js';
 import type { ClusterOptions } from './cluster-member.js';
 import { ControlClient, callNode, probeSocket } from './control-client.js';
-import {
-  type Method,
-  nodeNamePattern,
-  type ParamsIn,
-  type Results,
-  type TaskInfo,
-  type TaskRef,
-} from './control-protocol.js';
+import type { Method, ParamsIn, Results, TaskInfo, TaskRef } from './control-protocol.js';
 import { daemonLog, NodeDaemon } from './daemon.js';
 import { type NodePaths, nodePaths } from './node-files.js';
 
@@ -85,12 +78,7 @@ function clusterOptions(options: Options): ClusterOptions | undefined {
   if (directory === undefined || name === undefined) {
     throw new NormaError('USAGE', 'a cluster node needs both --cluster <dir> and --name <name>');
   }
-  if (!nodeNamePattern.test(name)) {
-    throw new NormaError(
-      'USAGE',
-      `--name ${JSON.stringify(name)}: lowercase letters, digits and -, at most 32`,
-    );
-  }
+  checkNodeName(name);
   return {
     clusterDirectory: resolve(directory),
     name,

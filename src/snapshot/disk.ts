@@ -22,16 +22,18 @@ export async function syncDirectory(path: string): Promise<void> {
 /**
  * Writes `bytes` to `path` atomically and durably: a temporary file in `tmpDirectory` (same file
  * system), synced, renamed over `path`, then the directory synced. A crash leaves the old file or
- * the new one, never a mix; the temporary name is left for the store's recovery to remove.
+ * the new one, never a mix; the temporary name is left for the store's recovery to remove. `mode`
+ * is the new file's (0o600 for a private key: it never exists with a wider one).
  */
 export async function writeFileAtomically(
   path: string,
   bytes: Uint8Array,
   tmpDirectory = dirname(path),
+  mode = 0o666,
 ): Promise<void> {
   const tmp = join(tmpDirectory, `${randomBytes(6).toString('hex')}.tmp`);
   try {
-    const handle = await fs.open(tmp, 'wx');
+    const handle = await fs.open(tmp, 'wx', mode);
     try {
       await writeAll(handle, bytes, 0);
       await handle.sync();

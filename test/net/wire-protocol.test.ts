@@ -231,16 +231,6 @@ describe('wire protocol: frames', () => {
     }
   });
 
-  it('keeps frames of one decoder apart from another (no shared CBOR state)', () => {
-    // cbor-x's record extension defines structures in one value and uses them in the next.
-    const records = new Encoder({ useRecords: true });
-    const a = new FrameDecoder();
-    a.push(rawFrame(records.encode({ k: 'ping', seq: 1, data: new Uint8Array(0) })));
-    const b = new FrameDecoder();
-    const frames = b.push(rawFrame(records.encode({ k: 'ping', seq: 2, data: new Uint8Array(0) })));
-    assert.equal(frames.length, 1);
-  });
-
   it('parses node addresses', () => {
     assert.deepEqual(parseNodeAddress('127.0.0.1:7000'), { host: '127.0.0.1', port: 7000 });
     assert.deepEqual(parseNodeAddress('node-1.example:1'), { host: 'node-1.example', port: 1 });

@@ -1,7 +1,8 @@
 import { strict as assert } from 'node:assert';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { controlLineBytesMax, LineReader, parseRequest } from '../../src/node/control-protocol.js';
+import { controlLineBytesMax } from '../../src/limits.js';
+import { LineReader, parseRequest } from '../../src/node/control-protocol.js';
 import { ok, startNode, stopNode, tempStore } from './node-helpers.js';
 
 describe('control protocol: parsing', () => {
