@@ -3,6 +3,7 @@
 export type { IpcEvent } from './event.js';
 export { auditIpcState } from './invariants.js';
 export {
+  type HandOff,
   Ipc,
   type IpcState,
   ipcStateVersion,

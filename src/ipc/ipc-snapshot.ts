@@ -41,7 +41,15 @@ import {
 } from './ipc-space.js';
 import { type QueuedDescriptor, type QueuedMessage, receivedMessageSize } from './message.js';
 import { notificationBody, notificationMessage } from './notification.js';
-import { type KObject, newPort, type PortId, type PortName, type PortState, type TaskId } from './port.js';
+import {
+  type KObject,
+  newPort,
+  type PortId,
+  type PortName,
+  type PortState,
+  type RemoteHolding,
+  type TaskId,
+} from './port.js';
 import type { TransitRight } from './right.js';
 
 /** Version of the `IpcSnapshot` layout. */
@@ -133,6 +141,17 @@ export interface ImportOptions {
    * kobject — created here with that id if absent, so rights to them reattach.
    */
   kernelPorts?: Readonly<Record<PortId, KObject>>;
+  /**
+   * A migration from another node (Ipc.handOff there): the tasks' ports arrive live. A proxy here
+   * of an arriving port becomes the port (its rights and queued messages join it, the messages
+   * after the arriving ones); `holdings` are the rights other nodes hold to the arriving ports; and
+   * every right to a port that is not arriving is taken over by `importRight` (the network layer
+   * counts it as having come from the sending node, making proxies as needed; false: it is dead).
+   */
+  migration?: {
+    holdings: Readonly<Record<PortId, Readonly<Record<string, RemoteHolding>>>>;
+    importRight(kind: 'send' | 'send-once', id: PortId): boolean;
+  };
 }
 
 export interface ImportReport {
@@ -774,8 +793,19 @@ export function importTasks(ipc: Ipc, snapshot: IpcSnapshot, options: ImportOpti
     deadNames: 0,
   };
 
+  // Proxies of arriving ports (a migration): they become the ports, keeping what they hold.
+  const proxies = new Map<PortId, PortState>();
+  if (options.migration !== undefined) {
+    for (const id of includedIds) {
+      const proxy = findPort(id);
+      if (proxy?.receiver.kind === 'remote') proxies.set(id, proxy);
+    }
+  }
+
   // 1. Tombstones.
-  const creating = new Set<PortId>([...includedIds, ...snapshot.sets.map((s) => s.id)]);
+  const creating = new Set<PortId>(
+    [...includedIds, ...snapshot.sets.map((s) => s.id)].filter((id) => !proxies.has(id)),
+  );
   for (const [id] of kernelPorts) creating.add(id);
   buryReferences(ipc, creating);
 
@@ -828,7 +858,13 @@ export function importTasks(ipc: Ipc, snapshot: IpcSnapshot, options: ImportOpti
   });
 
   // 4. Count every right where it points.
+  const migration = options.migration;
   const count = (kind: 'send' | 'send-once', id: PortId): void => {
+    if (migration !== undefined && !includedIds.has(id)) {
+      if (migration.importRight(kind, id)) report.reattached++;
+      else if (outsideIds.has(id)) report.deadNames++;
+      return;
+    }
     const port = findPort(id);
     if (port === undefined) {
       if (outsideIds.has(id)) report.deadNames++;
@@ -851,6 +887,26 @@ export function importTasks(ipc: Ipc, snapshot: IpcSnapshot, options: ImportOpti
       for (const right of messageRights(msg)) if (right.kind !== 'receive') count(right.kind, right.port);
     }
     if (port.nsRequest !== null) count('send-once', port.nsRequest);
+  }
+
+  // What the proxies held joins the ports: their rights here, then their messages (counted
+  // already), after the ones that arrived. The holdings of other nodes come along.
+  for (const p of snapshot.ports) {
+    const port = state.ports[p.id]!;
+    const proxy = proxies.get(p.id);
+    if (proxy !== undefined) {
+      port.srights += proxy.srights;
+      port.sorights += proxy.sorights;
+      port.kernelSrights += proxy.kernelSrights;
+      port.queue.push(...proxy.queue);
+    }
+    const held = migration?.holdings[p.id];
+    if (held !== undefined) {
+      const remote = Object.entries(held)
+        .filter(([node, h]) => node !== ipc.nodeId && (h.send !== 0 || h.sendOnce !== 0))
+        .map(([node, h]) => [node, { send: h.send, sendOnce: h.sendOnce }]);
+      if (remote.length > 0) port.remote = Object.fromEntries(remote);
+    }
   }
 
   // 5. Notifications, through the requests' send-once rights (counted above; they move into the
@@ -883,7 +939,8 @@ export function importTasks(ipc: Ipc, snapshot: IpcSnapshot, options: ImportOpti
   }
   for (const p of snapshot.ports) {
     const port = state.ports[p.id]!;
-    if (p.srights > 0 && port.srights === 0 && port.nsRequest !== null) {
+    const remoteSenders = Object.values(port.remote ?? {}).some((held) => held.send !== 0);
+    if (p.srights > 0 && port.srights === 0 && !remoteSenders && port.nsRequest !== null) {
       const to = port.nsRequest;
       port.nsRequest = null;
       notify(to, NotifyId.NO_SENDERS, notificationBody(port.mscount));
@@ -948,8 +1005,11 @@ function importConflicts(ipc: Ipc, snapshot: IpcSnapshot, options: ImportOptions
     }
   }
 
+  const arriving = (id: PortId): boolean =>
+    options?.migration !== undefined && findPort(id)?.receiver.kind === 'remote';
   for (const { id } of [...snapshot.ports, ...snapshot.sets]) {
-    if (alive(id)) problems.push(`port ${id} is alive in the target (are its tasks still running here?)`);
+    if (alive(id) && !arriving(id))
+      problems.push(`port ${id} is alive in the target (are its tasks still running here?)`);
   }
   for (const id of snapshot.dead) {
     if (alive(id))

@@ -30,6 +30,7 @@ import {
 import { messageDescriptorsMax, messageSizeMax, portQueueLengthMax, userRefsMax } from '../limits.js';
 import type { IpcEvent } from './event.js';
 import { auditIpcState } from './invariants.js';
+import { exportTasks, type IpcSnapshot } from './ipc-snapshot.js';
 import {
   newSpace,
   type SpaceState,
@@ -61,6 +62,7 @@ import {
   portNameDead,
   portNameNull,
   portQueueFull,
+  type RemoteHolding,
   type TaskId,
 } from './port.js';
 import {
@@ -104,6 +106,13 @@ export interface IpcState {
 
 export function newIpcState(): IpcState {
   return { version: ipcStateVersion, nextSerial: 1, ports: {}, sets: {}, spaces: {}, events: [] };
+}
+
+/** What `Ipc.handOff` gives the node the tasks move to. */
+export interface HandOff {
+  snapshot: IpcSnapshot;
+  /** Per moving port: the rights other nodes hold to it, by node incarnation. */
+  holdings: Record<PortId, Record<string, RemoteHolding>>;
 }
 
 export type SendResult = KernReturnCode | typeof sendWouldBlock;
@@ -1088,6 +1097,76 @@ export class Ipc {
     return Object.values(this.state.ports)
       .filter((port) => port.receiver.kind === 'remote')
       .map((port) => port.id);
+  }
+
+  /**
+   * The tasks move to node `to` (task migration): their IPC state leaves this node without dying.
+   * Returns it as `exportTasks` gives it (the live state: messages queued since a freeze are in
+   * it), with, for each port whose receive right moves, the rights other nodes hold to it (this
+   * node's included) for its new home to count. Here, every right the tasks hold or their queued
+   * messages carry is handed to `to` as if a message had carried it (rights to ports homed here
+   * count as held by `to`; rights to other nodes' ports are reported with right-exported), and a
+   * moving port that rights here still point at becomes a proxy of its new home (nothing else
+   * needs this node afterwards). Name registrations of the moving ports go with them: the caller
+   * drops them from the name service without releasing (their kernel rights are in the export).
+   * Conditions: the tasks have spaces, hold no memory-object rights (kernel ports stay here).
+   */
+  handOff(tasks: readonly TaskId[], to: string): HandOff {
+    const snapshot = exportTasks(this, tasks);
+    const moving = new Set(snapshot.ports.map((p) => p.id));
+    const give = (right: TransitRight): void => {
+      if (right.kind === 'receive') return;
+      const port = this.findPort(right.port);
+      if (port === undefined) return; // a dead right
+      if (!moving.has(right.port)) {
+        this.exportRight(right, to);
+        return;
+      }
+      // Counted again where the port arrives (importTasks).
+      if (right.kind === 'send') port.srights--;
+      else port.sorights--;
+    };
+    for (const task of tasks) {
+      const space = this.findSpace(task);
+      if (space === undefined) continue;
+      delete this.state.spaces[task];
+      for (const name of spaceNames(space)) {
+        const entry = space.entries[String(name)]!;
+        if ((entry.type & PortType.PORT_SET) !== 0) delete this.state.sets[entry.object];
+        if ((entry.type & PortType.SEND) !== 0) give({ kind: 'send', port: entry.object });
+        if ((entry.type & PortType.SEND_ONCE) !== 0) give({ kind: 'send-once', port: entry.object });
+        if (entry.request !== null) give({ kind: 'send-once', port: entry.request });
+      }
+    }
+    const holdings: Record<PortId, Record<string, RemoteHolding>> = {};
+    for (const id of moving) {
+      const port = this.livePort(id);
+      for (const msg of port.queue.splice(0)) {
+        give(msg.dest);
+        if (msg.reply !== null) give(msg.reply);
+        for (const descriptor of msg.descriptors) if (descriptor.type === 'port') give(descriptor.right);
+      }
+      if (port.nsRequest !== null) give({ kind: 'send-once', port: port.nsRequest });
+    }
+    for (const id of moving) {
+      const port = this.livePort(id);
+      // The name registrations (kernel rights) move with the port.
+      port.srights -= port.kernelSrights;
+      const held: Record<string, RemoteHolding> = { ...port.remote };
+      delete held[to];
+      if (port.srights > 0 || port.sorights > 0) {
+        held[this.nodeId] = { send: port.srights, sendOnce: port.sorights };
+        this.state.ports[id] = {
+          ...newPort(id, { kind: 'remote' }, null),
+          srights: port.srights,
+          sorights: port.sorights,
+        };
+      } else {
+        delete this.state.ports[id];
+      }
+      holdings[id] = held;
+    }
+    return { snapshot, holdings };
   }
 
   private createProxy(portId: PortId): PortState {

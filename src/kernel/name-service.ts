@@ -91,6 +91,17 @@ export class NameService {
   }
 
   /**
+   * Registrations of ports that leave with their tasks for another node: they go too, without a
+   * release here (the kernel's rights went with the ports: Ipc.handOff). The caller moves their
+   * registrations in the cluster's name service.
+   */
+  handOff(portIds: ReadonlySet<string>): { service: string; portId: string }[] {
+    const moved = this.list().filter((entry) => portIds.has(entry.portId));
+    for (const { service } of moved) delete this.state.entries[service];
+    return moved;
+  }
+
+  /**
    * Re-registers a service of a restored snapshot. The kernel's send right to the port came back
    * with the IPC import (as a kernel-held right); a name already taken here keeps its current owner
    * and the restored right is released.

@@ -8,7 +8,7 @@
 
 import type { PortId } from '../ipc/port.js';
 import type { Kernel } from '../kernel/kernel.js';
-import { type ClusterView, type NodeLinks, NormaIpc, originOf } from './norma-ipc.js';
+import { type ClusterView, type NodeLinks, NormaIpc } from './norma-ipc.js';
 import { decodeFrameBody, encodeFrame, type IpcFrame } from './wire-protocol.js';
 
 interface MemoryNode {
@@ -20,6 +20,8 @@ interface MemoryNode {
 export class MemoryCluster {
   readonly #nodes = new Map<string, MemoryNode>();
   readonly #names = new Map<string, { portId: PortId; node: string }>();
+  /** The port directory: ports that moved, by the node they live on now. */
+  readonly #ports = new Map<PortId, string>();
   /** Frames in flight, in order: delivered one per macrotask turn to mimic a network. */
   readonly #inFlight: { from: string; to: string; frame: IpcFrame }[] = [];
   #delivering = false;
@@ -40,9 +42,20 @@ export class MemoryCluster {
       },
     };
     const view: ClusterView = {
-      locate: (portId) => {
-        const node = originOf(portId);
-        return this.#nodes.get(node)?.alive === true ? node : null;
+      isGone: (node) => this.#nodes.get(node)?.alive === false,
+      portLocations: async (portIds) => {
+        const found = new Map<PortId, string>();
+        for (const portId of portIds) {
+          const node = this.#ports.get(portId);
+          if (node !== undefined) found.set(portId, node);
+        }
+        return found;
+      },
+      setPortLocations: async (portIds) => {
+        for (const portId of portIds) this.#ports.set(portId, self);
+      },
+      clearPortLocation: async (portId) => {
+        if (this.#ports.get(portId) === self) this.#ports.delete(portId);
       },
       lookupName: async (service) => {
         const entry = this.#names.get(service);
@@ -71,6 +84,7 @@ export class MemoryCluster {
     if (dying === undefined) return;
     dying.alive = false;
     for (const [name, entry] of this.#names) if (entry.node === node) this.#names.delete(name);
+    for (const [portId, at] of this.#ports) if (at === node) this.#ports.delete(portId);
     for (const [other, peer] of this.#nodes) if (other !== node && peer.alive) peer.ipc.nodeGone(node);
   }
 

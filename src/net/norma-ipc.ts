@@ -24,16 +24,21 @@
  * - **Names.** A lookup that misses locally asks the cluster's name service; a registration is
  *   published there.
  *
+ * - **Migration.** A task's ports move with it (`handOff` on the node it leaves, `prepareArrival`
+ *   and `arrive` on the node it goes to); see "Moving ports" below.
+ *
  * Where a port lives: its id carries the incarnation of the node that created it
- * (`<node>-<hex>.<serial>`), and that is where it lives (ports do not move between nodes yet; when
- * tasks migrate, the cluster's port directory will record the ports that moved). Frames between two nodes arrive in order; that and
- * the per-node counts are what make the right accounting safe (see the core's remote section).
+ * (`<node>-<hex>.<serial>`), and that is where it lives unless it moved: the cluster's port
+ * directory records the ports that moved, under the lease of the node they live on now, so a
+ * record vanishes with its node. Frames between two nodes arrive in order; that and the per-node
+ * counts are what make the right accounting safe (see the core's remote section).
  *
  * The links are an interface (NodeLinks): the real one is the TLS transport between node daemons;
  * an in-memory one connects kernels in one process for tests of this layer.
  */
 
 import type { IpcEvent } from '../ipc/event.js';
+import { type HandOff, type IpcSnapshot, importTasks, type KObject } from '../ipc/index.js';
 import type { QueuedDescriptor, QueuedMessage } from '../ipc/message.js';
 import type { PortId } from '../ipc/port.js';
 import type { TransitRight } from '../ipc/right.js';
@@ -49,10 +54,16 @@ export interface NodeLinks {
   send(to: string, frame: IpcFrame): boolean;
 }
 
-/** What this layer needs from the cluster: where ports live and the name service. */
+/** What this layer needs from the cluster: membership, the port directory and the name service. */
 export interface ClusterView {
-  /** The incarnation a port lives on now, or null when that node is gone (the port is dead). */
-  locate(portId: PortId): string | null;
+  /** True once the node incarnation has left the cluster (its ports are dead). */
+  isGone(incarnation: string): boolean;
+  /** Where the directory says ports that moved live now (ports it does not list are left out). */
+  portLocations(portIds: readonly PortId[]): Promise<Map<PortId, string>>;
+  /** Records in the directory that these ports live on this node now (until this node leaves). */
+  setPortLocations(portIds: readonly PortId[]): Promise<void>;
+  /** Withdraws this node's record of a port (it died here). */
+  clearPortLocation(portId: PortId): Promise<void>;
   /** The port registered under `service` anywhere in the cluster, or null. */
   lookupName(service: string): Promise<PortId | null>;
   /** Publishes a registration made on this node; false when another node holds the name. */
@@ -60,6 +71,22 @@ export interface ClusterView {
   /** Withdraws a registration of this node (its port died). */
   unregisterName(service: string, portId: PortId): Promise<void>;
 }
+
+/** What a node that tasks leave gives the node they go to (NormaIpc.handOff), as it travels. */
+export interface Migration {
+  ipc: IpcSnapshot;
+  holdings: HandOff['holdings'];
+  /** Per moving port: the next sequence number the old home expected from each sending node. */
+  expected: Record<PortId, Record<string, number>>;
+  /** Name registrations of the moving ports. */
+  names: { service: string; portId: PortId }[];
+}
+
+/** Imports a migration's IPC state with the task ids (and re-created kernel ports) of the restore. */
+export type IpcImporter = (
+  taskIds: Readonly<Record<number, number>>,
+  kernelPorts: Readonly<Record<PortId, KObject>>,
+) => void;
 
 /** The sender side of one proxy: sequence numbers and how much of its queue is on the wire. */
 interface Outbox {
@@ -93,6 +120,16 @@ export class NormaIpc {
   /** Home side: nodes refused for a full queue, to be told when it has space, by port. */
   readonly #spaceWaiters = new Map<PortId, Set<string>>();
   readonly #lookups = new Set<string>();
+  /**
+   * Where ports that moved live now, as far as this node knows (its own moves, and answers from
+   * the directory after a 'moved' refusal or a node's departure). Other ports live where their id
+   * says they were created.
+   */
+  readonly #moved = new Map<PortId, string>();
+  /** Ports on their way here from another node: senders wait (as for a full queue) until they land. */
+  readonly #arriving = new Set<PortId>();
+  /** Rights frames for arriving ports, applied once they have landed. */
+  #held: [string, Extract<IpcFrame, { k: 'acquire' | 'so-move' | 'release' }>][] = [];
   #closed = false;
 
   constructor(kernel: Kernel, links: NodeLinks, cluster: ClusterView, log: (message: string) => void) {
@@ -117,6 +154,12 @@ export class NormaIpc {
     this.#closed = true;
   }
 
+  /** The incarnation `portId` lives on now, or null when that node is gone (the port is dead). */
+  locate(portId: PortId): string | null {
+    const at = this.#moved.get(portId) ?? originOf(portId);
+    return this.#cluster.isGone(at) ? null : at;
+  }
+
   // -------------------------------------------------------------------------------------------
   // Sender side.
   // -------------------------------------------------------------------------------------------
@@ -137,7 +180,7 @@ export class NormaIpc {
         }
         case 'right-exported': {
           // A right that went to the port's own node is counted there on arrival (importRight).
-          const home = this.#cluster.locate(event.portId);
+          const home = this.locate(event.portId);
           if (home === null || home === event.to) break;
           if (event.right === 'send') {
             this.#links.send(home, { k: 'acquire', port: event.portId, node: event.to });
@@ -168,7 +211,7 @@ export class NormaIpc {
     const queue = ipc.proxyQueue(portId);
     if (queue.length === 0) return;
     const box = this.#outbox(portId);
-    const home = this.#cluster.locate(portId);
+    const home = this.locate(portId);
     if (home === null) {
       ipc.killProxy(portId);
       this.#kernel.ipcChanged();
@@ -225,7 +268,7 @@ export class NormaIpc {
 
   #release(portId: PortId): void {
     const ipc = this.#kernel.ipc;
-    const home = this.#cluster.locate(portId);
+    const home = this.locate(portId);
     if (!ipc.dropProxy(portId)) return;
     this.#closeOutbox(portId);
     const received = this.#received.get(portId) ?? 0;
@@ -243,6 +286,11 @@ export class NormaIpc {
   }
 
   #forgetPort(portId: PortId): void {
+    if (this.#moved.get(portId) === this.self) {
+      this.#cluster.clearPortLocation(portId).catch((error: unknown) => {
+        this.#log(`port directory: cannot withdraw ${portId}: ${String(error)}`);
+      });
+    }
     this.#closeOutbox(portId);
     this.#received.delete(portId);
     this.#spaceWaiters.delete(portId);
@@ -275,6 +323,33 @@ export class NormaIpc {
         break;
       }
       case 'acquire':
+      case 'so-move':
+      case 'release':
+        if (this.#arriving.has(frame.port)) this.#held.push([from, frame]);
+        else if (!this.#forwardMoved(frame, from)) this.#onRights(from, frame);
+        break;
+      case 'dead':
+        this.#kernel.ipc.killProxy(frame.port);
+        this.#kernel.ipcChanged();
+        break;
+    }
+  }
+
+  /**
+   * A rights frame for a port that moved away from here (its sender did not know yet) goes on to
+   * the port's new home, on behalf of the node it came from.
+   */
+  #forwardMoved(frame: Extract<IpcFrame, { k: 'acquire' | 'so-move' | 'release' }>, from: string): boolean {
+    if (this.#kernel.ipc.isHomedHere(frame.port)) return false;
+    const home = this.locate(frame.port);
+    if (home === null || home === this.self || !this.#moved.has(frame.port)) return false;
+    this.#links.send(home, frame.k === 'release' ? { ...frame, node: frame.node ?? from } : frame);
+    return true;
+  }
+
+  #onRights(from: string, frame: Extract<IpcFrame, { k: 'acquire' | 'so-move' | 'release' }>): void {
+    switch (frame.k) {
+      case 'acquire':
         if (!this.#kernel.ipc.remoteAcquire(frame.port, frame.node, 'send')) {
           this.#links.send(frame.node, { k: 'dead', port: frame.port });
         }
@@ -286,11 +361,7 @@ export class NormaIpc {
         this.#kernel.ipcChanged();
         break;
       case 'release':
-        this.#kernel.ipc.remoteRelease(frame.port, from, frame.count);
-        this.#kernel.ipcChanged();
-        break;
-      case 'dead':
-        this.#kernel.ipc.killProxy(frame.port);
+        this.#kernel.ipc.remoteRelease(frame.port, frame.node ?? from, frame.count);
         this.#kernel.ipcChanged();
         break;
     }
@@ -303,7 +374,11 @@ export class NormaIpc {
       this.#links.send(from, { k: 'ack', port: frame.port, seq: expected - 1 });
       return;
     }
-    const deliverable = ipc.remoteDeliverable(frame.port, frame.dest === 's' ? 'send' : 'send-once');
+    let deliverable = ipc.remoteDeliverable(frame.port, frame.dest === 's' ? 'send' : 'send-once');
+    if (this.#arriving.has(frame.port)) deliverable = 'full';
+    else if (deliverable === 'dead' && this.#moved.has(frame.port) && this.locate(frame.port) !== this.self) {
+      deliverable = 'remote';
+    }
     if (deliverable === 'dead') {
       this.#links.send(from, { k: 'dead', port: frame.port });
       return;
@@ -350,8 +425,8 @@ export class NormaIpc {
   #importRight(wire: WireRight, from: string): TransitRight {
     const kind = wire.kind === 's' ? 'send' : 'send-once';
     const ipc = this.#kernel.ipc;
-    // A port created here that is not here any more has died (ports do not move between nodes yet).
-    if (wire.dead === true || (!ipc.isAlive(wire.port) && originOf(wire.port) === this.self)) {
+    // A port that lived here and is not here any more has died (one that moved on is elsewhere).
+    if (wire.dead === true || (!ipc.isAlive(wire.port) && this.locate(wire.port) === this.self)) {
       return { kind, port: wire.port };
     }
     const wasProxy = ipc.isRemote(wire.port) || !ipc.isAlive(wire.port);
@@ -381,8 +456,198 @@ export class NormaIpc {
       box.waiting = true;
       return;
     }
-    // The port left that node: locate it again on the next flush.
+    // The port left that node: the directory says where it went (its new home recorded it there
+    // before the move). Nothing goes out until it answers.
     box.home = null;
+    box.waiting = true;
+    this.#relocate([portId], from);
+  }
+
+  /**
+   * Asks the directory where ports that were at `left` (which refused them, or left the cluster)
+   * live now: a live new home gets what their proxies hold; a port with no other home is dead.
+   */
+  #relocate(portIds: readonly PortId[], left: string): void {
+    const settle = (found: Map<PortId, string>): void => {
+      if (this.#closed) return;
+      const ipc = this.#kernel.ipc;
+      for (const portId of portIds) {
+        if (!ipc.isRemote(portId)) continue;
+        const at = found.get(portId);
+        if (at === undefined || at === left || at === this.self || this.#cluster.isGone(at)) {
+          ipc.killProxy(portId);
+          continue;
+        }
+        this.#moved.set(portId, at);
+        const box = this.#outboxes.get(portId);
+        if (box !== undefined) box.waiting = false;
+        this.#flush(portId);
+      }
+      this.#kernel.ipcChanged();
+    };
+    this.#cluster.portLocations(portIds).then(settle, (error: unknown) => {
+      this.#log(
+        `port directory: cannot locate ${portIds.length} port(s) that left ${left}: ${String(error)}`,
+      );
+      settle(new Map());
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Moving ports (task migration). The node the tasks go to records their ports in the directory
+  // and holds senders off (prepareArrival); the node they leave hands everything over at once
+  // (handOff): the live IPC state, the rights other nodes hold, the sequence numbers it expects
+  // from each sender, the name registrations. From then on it refuses messages for those ports
+  // with 'moved' (the sender asks the directory and goes on at the new home from where it was:
+  // the sequence numbers came along, so nothing is lost or queued twice), and passes rights frames
+  // on. Afterwards nothing there is needed: a node that learns the old one died asks the
+  // directory before declaring its ports dead.
+  // -------------------------------------------------------------------------------------------
+
+  /**
+   * Waits until every message queued on a proxy here now has been acknowledged by its port's node
+   * (what the leaving tasks sent must not depend on this node afterwards). Rejects after `timeoutMs`.
+   */
+  async flushBarrier(timeoutMs: number): Promise<void> {
+    const ipc = this.#kernel.ipc;
+    const targets = new Map<PortId, number>();
+    for (const portId of ipc.proxies()) {
+      const queued = ipc.proxyQueue(portId).length;
+      if (queued > 0) targets.set(portId, this.#outbox(portId).base + queued);
+    }
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      for (const [portId, target] of targets) {
+        const box = this.#outboxes.get(portId);
+        if (!ipc.isRemote(portId) || box === undefined || box.base >= target) targets.delete(portId);
+      }
+      if (targets.size === 0) return;
+      if (performance.now() > deadline) {
+        throw new Error(`${targets.size} port(s) on other nodes have not acknowledged messages sent to them`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+  }
+
+  /** The tasks' ports will arrive from another node: record them here, hold their senders off. */
+  async prepareArrival(portIds: readonly PortId[]): Promise<void> {
+    for (const portId of portIds) this.#arriving.add(portId);
+    try {
+      await this.#cluster.setPortLocations(portIds);
+    } catch (error) {
+      this.cancelArrival(portIds);
+      throw error;
+    }
+  }
+
+  /** The move failed: the ports did not come; their records here are withdrawn. */
+  cancelArrival(portIds: readonly PortId[]): void {
+    for (const portId of portIds) {
+      if (!this.#arriving.delete(portId)) continue;
+      this.#cluster.clearPortLocation(portId).catch(() => {});
+      this.#landed(portId);
+    }
+  }
+
+  /**
+   * The tasks leave for node `to` (which prepared their arrival): their IPC state leaves the
+   * kernel (Ipc.handOff), their ports' registrations leave the name service, and this node will
+   * send whatever concerns those ports to `to`. The result is what `arrive` needs there.
+   */
+  async handOff(tasks: readonly number[], to: string): Promise<Migration> {
+    const ipc = this.#kernel.ipc;
+    const { snapshot, holdings } = ipc.handOff(tasks, to);
+    const moving = new Set(snapshot.ports.map((p) => p.id));
+    const expected: Record<PortId, Record<string, number>> = {};
+    for (const portId of moving) {
+      expected[portId] = Object.fromEntries(this.#expected.get(portId) ?? []);
+      this.#expected.delete(portId);
+      this.#moved.set(portId, to);
+      this.#nextSeq.delete(portId);
+      // What stays here is a proxy holding the rights that stayed (its holding is counted there).
+      if (ipc.isRemote(portId)) this.#received.set(portId, holdings[portId]![this.self]!.send);
+      // Senders waiting for room here try again, and are sent on.
+      this.#landed(portId);
+    }
+    const names = this.#kernel.names.handOff(moving);
+    this.#kernel.ipcChanged();
+    for (const { service, portId } of names) {
+      await this.#cluster.unregisterName(service, portId).catch((error: unknown) => {
+        this.#log(`name service: cannot move "${service}": ${String(error)}`);
+      });
+    }
+    return { ipc: snapshot, holdings, expected, names };
+  }
+
+  /**
+   * The tasks' state arrived from `from` (its handOff): `restore` imports it into the kernel with
+   * the importer given (as part of restoring the tasks). Proxies here of the arriving ports
+   * become the ports: of what they had sent, the messages `from` had queued came in its state,
+   * the others stay queued here after them.
+   */
+  async arrive(
+    migration: Migration,
+    from: string,
+    restore: (importIpc: IpcImporter) => Promise<void>,
+  ): Promise<void> {
+    const ipc = this.#kernel.ipc;
+    const ports = migration.ipc.ports.map((p) => p.id);
+    for (const portId of ports) {
+      if (!ipc.isRemote(portId)) continue;
+      const box = this.#outboxes.get(portId);
+      const queued = ipc.proxyQueue(portId).length;
+      if (box !== undefined && queued > 0) {
+        const taken = Math.min(
+          queued,
+          Math.max(0, (migration.expected[portId]?.[this.self] ?? 1) - box.base),
+        );
+        if (taken > 0) ipc.takeAcknowledged(portId, taken, from);
+      }
+      this.#outboxes.delete(portId);
+      this.#nextSeq.delete(portId);
+      this.#received.delete(portId);
+    }
+    try {
+      await restore((taskIds, kernelPorts) =>
+        importTasks(ipc, migration.ipc, {
+          taskIds,
+          kernelPorts,
+          migration: {
+            holdings: migration.holdings,
+            importRight: (kind, id) => {
+              this.#importRight({ kind: kind === 'send' ? 's' : 'o', port: id }, from);
+              return ipc.isAlive(id);
+            },
+          },
+        }),
+      );
+    } finally {
+      for (const portId of ports) {
+        if (!ipc.isHomedHere(portId)) continue;
+        const senders = new Map(Object.entries(migration.expected[portId] ?? {}));
+        senders.delete(this.self);
+        this.#expected.set(portId, senders);
+        this.#moved.set(portId, this.self);
+        this.#arriving.delete(portId);
+        this.#landed(portId);
+      }
+      this.cancelArrival(ports);
+      for (const { service, portId } of migration.names) {
+        if (ipc.isHomedHere(portId)) this.#publishName(service, portId);
+      }
+      this.#kernel.ipcChanged();
+    }
+  }
+
+  /** Senders held off from an arriving port (or refused for a full queue) may try again. */
+  #landed(portId: PortId): void {
+    const waiters = this.#spaceWaiters.get(portId);
+    this.#spaceWaiters.delete(portId);
+    for (const node of waiters ?? []) this.#links.send(node, { k: 'space', port: portId });
+    const held = this.#held.filter(([, frame]) => frame.port === portId);
+    if (held.length === 0) return;
+    this.#held = this.#held.filter(([, frame]) => frame.port !== portId);
+    for (const [from, frame] of held) if (!this.#forwardMoved(frame, from)) this.#onRights(from, frame);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -406,10 +671,12 @@ export class NormaIpc {
   nodeGone(node: string): void {
     const ipc = this.#kernel.ipc;
     ipc.forgetNode(node);
-    for (const portId of ipc.proxies()) {
-      const home = this.#cluster.locate(portId);
-      if (home === null || home === node) ipc.killProxy(portId);
-    }
+    // Proxies of ports that lived there: dead, unless they had moved on (the directory knows).
+    const stranded = ipc.proxies().filter((portId) => {
+      const at = this.#moved.get(portId) ?? originOf(portId);
+      return at === node || this.#cluster.isGone(at);
+    });
+    if (stranded.length > 0) this.#relocate(stranded, node);
     for (const senders of this.#expected.values()) senders.delete(node);
     for (const waiters of this.#spaceWaiters.values()) waiters.delete(node);
     this.#kernel.ipcChanged();
@@ -426,7 +693,7 @@ export class NormaIpc {
       (portId) => {
         this.#lookups.delete(service);
         if (this.#closed) return;
-        const home = portId === null ? null : this.#cluster.locate(portId);
+        const home = portId === null ? null : this.locate(portId);
         if (portId !== null && home !== null) {
           const ipc = this.#kernel.ipc;
           if (!ipc.isHomedHere(portId)) {

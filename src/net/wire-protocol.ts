@@ -142,7 +142,15 @@ export const frameSchemas = {
   /** A send-once right to `port` (homed at the receiver) moved from node `from` to node `to`. */
   'so-move': z.object({ k: z.literal('so-move'), port: portId, from: incarnation, to: incarnation }).strict(),
   /** The sender dropped its proxy of `port`: the `count` send rights it received are all gone. */
-  release: z.object({ k: z.literal('release'), port: portId, count: counter }).strict(),
+  release: z
+    .object({
+      k: z.literal('release'),
+      port: portId,
+      count: counter,
+      /** On behalf of this node (a release passed on by the port's former home); else the sender. */
+      node: incarnation.optional(),
+    })
+    .strict(),
   /** `port` is dead (it died, or its node does not know it): every right to it is a dead name. */
   dead: z.object({ k: z.literal('dead'), port: portId }).strict(),
   // ── Control requests for another member (`--node`), as lines of src/node/control-protocol.ts.

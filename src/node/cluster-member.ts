@@ -27,7 +27,7 @@ import { NormaError } from '../errors.js';
 import type { PortId } from '../ipc/port.js';
 import type { Kernel } from '../kernel/kernel.js';
 import { loadNodeCredentials } from '../net/cluster-credentials.js';
-import { type ClusterView, type NodeLinks, NormaIpc, originOf } from '../net/norma-ipc.js';
+import { type ClusterView, type NodeLinks, NormaIpc } from '../net/norma-ipc.js';
 import { type Peer, Transport } from '../net/transport.js';
 import type { IpcFrame, PeerFrame } from '../net/wire-protocol.js';
 import type { MemberInfo, NameInfo } from './control-protocol.js';
@@ -57,6 +57,9 @@ const loadIntervalMs = 2000;
 /** A change of CPU use smaller than this is not reported. */
 const loadCpuChangeMin = 0.05;
 const reconnectDelayMs = 100;
+/** A name sync after an outage that found names taken is repeated this often, this far apart. */
+const nameSyncRetriesMax = 10;
+const nameSyncRetryMs = 500;
 
 export class ClusterMember {
   readonly ipc: NormaIpc;
@@ -74,6 +77,8 @@ export class ClusterMember {
   #nextForward = 1;
   #loadTimer: NodeJS.Timeout | null = null;
   #closed = false;
+  #syncingNames = false;
+  #syncNamesAgain = false;
   #handleForwarded: ForwardedRequestHandler = () => {};
 
   private constructor(
@@ -88,7 +93,14 @@ export class ClusterMember {
     this.#log = log;
     const links: NodeLinks = { send: (to, frame) => this.#send(to, frame) };
     const view: ClusterView = {
-      locate: (portId) => this.#locate(portId),
+      isGone: (incarnation) => this.#gone.has(incarnation),
+      portLocations: (portIds) => this.#portLocations(portIds),
+      setPortLocations: async (portIds) => {
+        await Promise.all(portIds.map((portId) => this.#directory.setPortLocation(portId)));
+      },
+      clearPortLocation: async (portId) => {
+        await this.#directory.clearPortLocation(portId);
+      },
       lookupName: async (service) => (await this.#directory.lookupName(service))?.portId ?? null,
       registerName: async (service, portId) =>
         (await this.#directory.registerName(service, portId)) === 'registered',
@@ -171,11 +183,15 @@ export class ClusterMember {
       if (event.kind === 'left') this.#incarnationGone(event.member.incarnation, event.member.name);
       else this.#memberSeen(event.member);
     });
-    this.#directory.watchStatus((event) => this.#log(`cluster directory: ${event.kind}`));
+    this.#directory.watchStatus((event) => {
+      this.#log(`cluster directory: ${event.kind}`);
+      if (event.kind === 'available' || event.kind === 'rejoined') void this.#syncNames();
+    });
     await this.#directory.join(self); // the watch reports every member, this one included
     let cpu = process.cpuUsage();
     let at = performance.now();
     let reported = self.load;
+    const unreported = { tasks: -1, runnable: -1, cpu: -1 };
     this.#loadTimer = setInterval(() => {
       const used = process.cpuUsage(cpu);
       const now = performance.now();
@@ -190,9 +206,70 @@ export class ClusterMember {
         Math.abs(load.cpu - reported.cpu) >= loadCpuChangeMin;
       if (!changed) return;
       reported = load;
-      this.#directory.updateLoad(load).catch(() => undefined);
+      this.#directory.updateLoad(load).catch(() => {
+        // Not written (etcd is down): written at the first tick after it is back.
+        if (reported === load) reported = unreported;
+      });
     }, loadIntervalMs);
     this.#loadTimer.unref();
+  }
+
+  /**
+   * After an outage of etcd: registrations this node's tasks made or ended meanwhile could not be
+   * published or withdrawn then (nothing retries them), so the cluster's names are brought in line
+   * with the kernel's: names of this incarnation the kernel no longer holds are withdrawn, and the
+   * kernel's registrations are published (one another node holds stays local, as at registration).
+   * Another node may still hold a name it is about to withdraw (its own sync runs when it sees etcd
+   * again), so a sync that found names taken is repeated a few times. A sync that etcd interrupts is
+   * done again at the next 'available'.
+   */
+  async #syncNames(retry = 0): Promise<void> {
+    if (this.#syncingNames) {
+      this.#syncNamesAgain = true;
+      return;
+    }
+    this.#syncingNames = true;
+    let taken = false;
+    try {
+      do {
+        this.#syncNamesAgain = false;
+        taken = false;
+        const self = this.#kernel.nodeId;
+        const holds = (service: string, portId: string): boolean =>
+          this.#kernel.names.list().some((n) => n.service === service && n.portId === portId);
+        const published = await this.#directory.names();
+        for (const record of published) {
+          if (this.#closed) return;
+          if (record.incarnation !== self || holds(record.name, record.portId)) continue;
+          if (await this.#directory.unregisterName(record.name, record.portId)) {
+            this.#log(`name service: "${record.name}" withdrawn after the outage`);
+          }
+        }
+        for (const { service, portId } of this.#kernel.names.list()) {
+          if (this.#closed) return;
+          if (published.some((r) => r.name === service && r.portId === portId && r.incarnation === self)) {
+            continue;
+          }
+          if ((await this.#directory.registerName(service, portId)) === 'taken') {
+            taken = true;
+            continue;
+          }
+          // Forgotten while it was being published: withdrawn again.
+          if (!holds(service, portId)) await this.#directory.unregisterName(service, portId);
+          else this.#log(`name service: "${service}" published after the outage`);
+        }
+      } while (this.#syncNamesAgain && !this.#closed);
+    } catch (error) {
+      taken = false;
+      if (!this.#closed) {
+        this.#log(`name service: cannot update the cluster's names after the outage: ${String(error)}`);
+      }
+    } finally {
+      this.#syncingNames = false;
+    }
+    if (taken && retry < nameSyncRetriesMax && !this.#closed) {
+      setTimeout(() => void this.#syncNames(retry + 1), nameSyncRetryMs).unref();
+    }
   }
 
   #memberSeen(member: MemberRecord): void {
@@ -218,9 +295,15 @@ export class ClusterMember {
     this.ipc.nodeGone(incarnation);
   }
 
-  #locate(portId: PortId): string | null {
-    const at = originOf(portId);
-    return this.#gone.has(at) ? null : at;
+  /** Where the directory records ports that moved: the live incarnation of the member named there. */
+  async #portLocations(portIds: readonly PortId[]): Promise<Map<PortId, string>> {
+    const names = await Promise.all(portIds.map((portId) => this.#directory.portLocation(portId)));
+    const found = new Map<PortId, string>();
+    portIds.forEach((portId, index) => {
+      const member = [...this.#members.values()].find((m) => m.name === names[index]);
+      if (member !== undefined) found.set(portId, member.incarnation);
+    });
+    return found;
   }
 
   // -------------------------------------------------------------------------------------------

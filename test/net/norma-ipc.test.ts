@@ -118,6 +118,69 @@ describe('NORMA IPC (kernels linked in memory)', () => {
     for (const kernel of [b, c]) assert.deepEqual(kernel.ipc.proxies(), []);
   });
 
+  it('moves a port to another node while two others keep sending: each message once, in order, and the old node is not needed', async () => {
+    const cluster = new MemoryCluster();
+    const [a, b, c] = [node('a'), node('b'), node('c')];
+    const [normaA, normaB] = [cluster.join(a), cluster.join(b)];
+    cluster.join(c);
+    for (const kernel of [a, b, c]) kernel.ipc.createSpace(T);
+    // Task M on a receives on `inbox`, registered as "mover"; T on a, b and c hold send rights.
+    const M = 2000;
+    a.ipc.createSpace(M);
+    const inbox = port(a.ipc, M);
+    assertKr(a.ipc.portSetQlimit(M, inbox, 64), KernReturn.SUCCESS);
+    assertKr(a.names.register(M, 'mover', inbox), KernReturn.SUCCESS);
+    const portId = a.ipc.portIdOf(M, inbox)!;
+    const fromA = await lookup(cluster, a, 'mover');
+    const fromB = await lookup(cluster, b, 'mover');
+    const fromC = await lookup(cluster, c, 'mover');
+    const say = (kernel: Kernel, name: number, id: number): void =>
+      send(kernel, message(name, Disposition.COPY_SEND, { id }));
+
+    say(c, fromC, 1);
+    say(b, fromB, 101);
+    await cluster.idle();
+    say(c, fromC, 2); // in flight while b prepares
+    await normaB.prepareArrival([portId]);
+    say(c, fromC, 3);
+    say(b, fromB, 102); // b's proxy: queued there while the port is on its way
+    const migration = await normaA.handOff([M], b.nodeId);
+    say(c, fromC, 4); // reaches a after the hand-off: refused as moved, sent on to b
+    say(a, fromA, 201); // a keeps a send right: its proxy sends to b now
+    await normaB.arrive(migration, a.nodeId, async (importIpc) => importIpc({ [M]: M }, {}));
+    say(c, fromC, 5);
+    await cluster.idle();
+    cluster.kill(a.nodeId); // nothing on a is needed any more
+    say(c, fromC, 6);
+    say(b, fromB, 103);
+    await cluster.idle();
+
+    const received: number[] = [];
+    while (b.ipc.hasMessage(M, inbox)) {
+      const result = b.ipc.receive(M, inbox, 1 << 20);
+      assertKr(result.kr, KernReturn.SUCCESS);
+      received.push((result as Extract<typeof result, { message: unknown }>).message.id);
+    }
+    assert.deepEqual(
+      received.filter((id) => id < 100),
+      [1, 2, 3, 4, 5, 6],
+    );
+    assert.deepEqual(
+      received.filter((id) => id > 100 && id < 200),
+      [101, 102, 103],
+    );
+    assert.deepEqual(
+      received.filter((id) => id > 200),
+      [201],
+    );
+    assert.equal(b.ipc.isHomedHere(portId), true);
+    assert.deepEqual(b.ipc.proxies(), [], 'b holds the port itself now, no proxy of it');
+    // The name moved too: c finds it on b (a and its registration are gone).
+    const again = await lookup(cluster, c, 'mover');
+    assert.equal(c.ipc.portIdOf(T, again), portId);
+    audit(b, c);
+  });
+
   it('counts rights per node: no-senders fires once no node holds a send right', async () => {
     const { cluster, a, b, c } = threeNodes();
     const service = serve(a, 'svc');
@@ -251,6 +314,7 @@ describe('NORMA IPC (kernels linked in memory)', () => {
     assertKr(b.ipc.send(T, message(onB, Disposition.COPY_SEND)), KernReturn.SEND_INVALID_DEST);
 
     cluster.kill(c.nodeId);
+    await cluster.idle(); // b asks the directory whether the port had moved on first
     assert.equal(b.ipc.portType(T, survivorOnB).type & PortType.DEAD_NAME, PortType.DEAD_NAME);
     assert.equal(await b.names.lookup(T, 'survivor'), null);
     audit(a, b);
