@@ -101,6 +101,16 @@ export const errorCodes = {
   /** The peer refused the connection with a code this version does not know (the message says which). */
   NET_PEER_REJECTED:
     'Run the same norma version on every node of the cluster; the log of the peer says more.',
+  /** Another node did not answer a call (a step of a task move) in time. */
+  NET_CALL_TIMEOUT:
+    'The other node is overloaded or stuck: look at its log, and try again; the task stays where it was unless the message says otherwise.',
+  // Moving tasks between nodes
+  /** A task cannot move to another node (it maps memory objects, which stay with their node). */
+  MOVE_UNSUPPORTED:
+    'Keep the task on its node (shared memory objects do not span nodes), or freeze it and resume the snapshot elsewhere with `norma thaw` on a node that is not in the cluster.',
+  /** A step of a move failed on the other node for a reason that has no code of its own. */
+  MOVE_FAILED:
+    'Look at the log of both nodes (the message names the step); the task stays frozen where it was if the hand-off did not happen.',
   // Cluster directory
   /** etcd does not answer (stopped, unreachable, or slower than clusterCallMsMax); the directory retries by itself. */
   CLUSTER_UNAVAILABLE:

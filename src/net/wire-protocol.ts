@@ -74,6 +74,7 @@ const incarnation = z.string().regex(incarnationPattern);
 /** Message bytes, as views of the connection's read buffers (no copy). */
 const bytes = z.custom<Uint8Array>((value) => value instanceof Uint8Array, 'expected bytes');
 const counter = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+const callOps = ['find', 'manifest', 'pages', 'blob', 'prepare', 'hand-off', 'resume'] as const;
 /** A right by port id: send ('s') or send-once ('o'); `dead` when its port had died at the sender. */
 const wireRight = z
   .object({ kind: z.enum(['s', 'o']), port: portId, dead: z.literal(true).optional() })
@@ -163,7 +164,91 @@ export const frameSchemas = {
       final: z.boolean(),
     })
     .strict(),
+  // ── Calls between node daemons (task migration, src/node/task-mover.ts): `arg` and `value` are
+  // checked against `callSchemas` by the side that reads them.
+  call: z.object({ k: z.literal('call'), id: counter, op: z.enum(callOps), arg: z.unknown() }).strict(),
+  reply: z
+    .object({
+      k: z.literal('reply'),
+      id: counter,
+      value: z.unknown().optional(),
+      error: z
+        .object({
+          code: z.string().regex(errorCodePattern),
+          message: z.string().max(rejectMessageLengthMax),
+          hint: z.string().max(rejectMessageLengthMax).optional(),
+        })
+        .strict()
+        .optional(),
+    })
+    .strict(),
 } as const;
+
+/** How many pages one `pages` call asks for: 128 pages (8 MiB) stay well under frameSizeMax. */
+export const pagesPerCallMax = 128;
+
+const snapshotId = z.string().regex(/^[0-9a-f]{1,64}$/);
+const holding = z.object({ send: z.number().int(), sendOnce: z.number().int() }).strict();
+
+/** What each call takes and answers. */
+export const callSchemas = {
+  /** The full id of a snapshot this node's store has under the prefix, or null. */
+  find: {
+    arg: z.object({ snapshot: snapshotId }).strict(),
+    value: z.object({ id: snapshotId.nullable() }).strict(),
+  },
+  /** A snapshot's manifest as stored (the envelope: checked again by the reader). */
+  manifest: { arg: z.object({ id: snapshotId }).strict(), value: z.object({ bytes }).strict() },
+  /** Pages by hash, in the order asked. */
+  pages: {
+    arg: z.object({ hashes: z.array(z.string().regex(/^[0-9a-f]{32}$/)).max(pagesPerCallMax) }).strict(),
+    value: z.object({ pages: z.array(bytes).max(pagesPerCallMax) }).strict(),
+  },
+  /** A blob (a transformed module) by sha256. */
+  blob: {
+    arg: z.object({ hash: z.string().regex(/^[0-9a-f]{64}$/) }).strict(),
+    value: z.object({ bytes }).strict(),
+  },
+  /** The caller will take the task frozen at `id`: the ports it must record as its own. */
+  prepare: {
+    arg: z.object({ id: snapshotId }).strict(),
+    value: z.object({ ports: z.array(portId) }).strict(),
+  },
+  /** The task frozen at `id` leaves for the caller: its live IPC state (NormaIpc.handOff). */
+  'hand-off': {
+    arg: z.object({ id: snapshotId }).strict(),
+    value: z
+      .object({
+        ipc: z.record(z.string(), z.unknown()),
+        holdings: z.record(portId, z.record(incarnation, holding)),
+        expected: z.record(portId, z.record(incarnation, counter)),
+        names: z.array(z.object({ service: z.string().max(256), portId }).strict()),
+      })
+      .strict(),
+  },
+  /** Resume the snapshot `id` here (pulling it from the caller): the second half of a move. */
+  resume: {
+    arg: z.object({ id: snapshotId }).strict(),
+    value: z
+      .object({
+        tasks: z.array(z.object({ id: counter, name: z.string().max(64) }).strict()),
+        transfer: z
+          .object({
+            from: z.string().max(64),
+            pagesSent: counter,
+            pagesSkipped: counter,
+            bytesSent: counter,
+            ms: z.number(),
+          })
+          .strict(),
+      })
+      .strict(),
+  },
+} as const;
+
+export type CallOp = keyof typeof callSchemas;
+export type CallArg<Op extends CallOp> = z.infer<(typeof callSchemas)[Op]['arg']>;
+export type CallValue<Op extends CallOp> = z.infer<(typeof callSchemas)[Op]['value']>;
 
 /** The NORMA IPC frames (what src/net/norma-ipc.ts sends and handles). */
 export type IpcFrame = FrameOf<'msg' | 'ack' | 'nack' | 'space' | 'acquire' | 'so-move' | 'release' | 'dead'>;

@@ -26,10 +26,18 @@ import { EtcdDirectory } from '../cluster/etcd-directory.js';
 import { NormaError } from '../errors.js';
 import type { PortId } from '../ipc/port.js';
 import type { Kernel } from '../kernel/kernel.js';
+import { rejectMessageLengthMax } from '../limits.js';
 import { loadNodeCredentials } from '../net/cluster-credentials.js';
 import { type ClusterView, type NodeLinks, NormaIpc } from '../net/norma-ipc.js';
 import { type Peer, Transport } from '../net/transport.js';
-import type { IpcFrame, PeerFrame } from '../net/wire-protocol.js';
+import {
+  type CallArg,
+  type CallOp,
+  type CallValue,
+  callSchemas,
+  type IpcFrame,
+  type PeerFrame,
+} from '../net/wire-protocol.js';
 import type { MemberInfo, NameInfo } from './control-protocol.js';
 
 export interface ClusterOptions {
@@ -61,6 +69,24 @@ const reconnectDelayMs = 100;
 const nameSyncRetriesMax = 10;
 const nameSyncRetryMs = 500;
 
+/** Serves one call from another member (`from`: its incarnation). */
+export type CallHandler = <Op extends CallOp>(
+  op: Op,
+  arg: CallArg<Op>,
+  from: string,
+) => Promise<CallValue<Op>>;
+
+interface PendingCall {
+  to: string;
+  name: string;
+  resolve: (value: unknown) => void;
+  reject: (error: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+/** How long a call waits for its answer (a hand-off includes the old home's flush barrier). */
+const callTimeoutMsDefault = 30_000;
+
 export class ClusterMember {
   readonly ipc: NormaIpc;
   readonly #kernel: Kernel;
@@ -75,6 +101,11 @@ export class ClusterMember {
   readonly #outbound = new Map<string, Peer | PeerFrame[]>();
   readonly #forwarded = new Map<number, (line: string, final: boolean) => void>();
   #nextForward = 1;
+  readonly #calls = new Map<number, PendingCall>();
+  #nextCall = 1;
+  #callHandler: CallHandler = async (op) => {
+    throw new NormaError('NODE_BAD_REQUEST', `this node does not serve ${op} calls`);
+  };
   #loadTimer: NodeJS.Timeout | null = null;
   #closed = false;
   #syncingNames = false;
@@ -289,6 +320,12 @@ export class ClusterMember {
     if (this.#gone.has(incarnation)) return;
     this.#gone.add(incarnation);
     this.#log(`node ${name} (${incarnation}) left the cluster`);
+    for (const [id, pending] of this.#calls) {
+      if (pending.to !== incarnation) continue;
+      this.#calls.delete(id);
+      clearTimeout(pending.timer);
+      pending.reject(new NormaError('NET_PEER_UNREACHABLE', `node ${name} left the cluster`));
+    }
     const outbound = this.#outbound.get(incarnation);
     this.#outbound.delete(incarnation);
     if (outbound !== undefined && !Array.isArray(outbound)) outbound.close();
@@ -395,12 +432,119 @@ export class ClusterMember {
         pending(frame.line, frame.final);
         return;
       }
+      case 'call':
+        void this.#answer(peer.incarnation, frame);
+        return;
+      case 'reply': {
+        const pending = this.#calls.get(frame.id);
+        if (pending === undefined || pending.to !== peer.incarnation) return;
+        this.#calls.delete(frame.id);
+        clearTimeout(pending.timer);
+        if (frame.error !== undefined) {
+          const { code, message, hint } = frame.error;
+          pending.reject(
+            new NormaError(
+              code as never,
+              `node ${pending.name}: ${message}`,
+              hint === undefined ? {} : { hint },
+            ),
+          );
+        } else pending.resolve(frame.value);
+        return;
+      }
       case 'ping':
       case 'pong':
         return;
       default:
         this.ipc.onFrame(peer.incarnation, frame as IpcFrame);
     }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Calls between node daemons (task migration).
+  // -------------------------------------------------------------------------------------------
+
+  /** Answers calls from other members with `handler` (its errors travel back with their codes). */
+  serveCalls(handler: CallHandler): void {
+    this.#callHandler = handler;
+  }
+
+  /**
+   * Calls `op` on the member named `name` (or with that incarnation) and checks its answer.
+   * Rejects with NET_PEER_UNREACHABLE when it cannot be reached or leaves, NET_TIMEOUT after
+   * `timeoutMs`, or the error the other node answered.
+   */
+  async call<Op extends CallOp>(
+    name: string,
+    op: Op,
+    arg: CallArg<Op>,
+    timeoutMs = callTimeoutMsDefault,
+  ): Promise<CallValue<Op>> {
+    const member = this.#member(name);
+    const id = this.#nextCall++;
+    const value = await new Promise<unknown>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#calls.delete(id);
+        reject(
+          new NormaError('NET_CALL_TIMEOUT', `node ${member.name} did not answer ${op} in ${timeoutMs} ms`),
+        );
+      }, timeoutMs);
+      this.#calls.set(id, { to: member.incarnation, name: member.name, resolve, reject, timer });
+      if (!this.#send(member.incarnation, { k: 'call', id, op, arg })) {
+        this.#calls.delete(id);
+        clearTimeout(timer);
+        reject(new NormaError('NET_PEER_UNREACHABLE', `node ${member.name} cannot be reached`));
+      }
+    });
+    const checked = callSchemas[op].value.safeParse(value);
+    if (!checked.success) {
+      throw new NormaError(
+        'NET_FRAME_MALFORMED',
+        `node ${member.name} answered ${op} with a malformed value`,
+      );
+    }
+    return checked.data as CallValue<Op>;
+  }
+
+  async #answer(from: string, frame: Extract<PeerFrame, { k: 'call' }>): Promise<void> {
+    let reply: Extract<PeerFrame, { k: 'reply' }>;
+    try {
+      const arg = callSchemas[frame.op].arg.safeParse(frame.arg);
+      if (!arg.success) throw new NormaError('NET_FRAME_MALFORMED', `malformed ${frame.op} call`);
+      reply = { k: 'reply', id: frame.id, value: await this.#callHandler(frame.op, arg.data as never, from) };
+    } catch (error) {
+      const failure =
+        error instanceof NormaError ? error : new NormaError('MOVE_FAILED', `${frame.op}: ${String(error)}`);
+      reply = {
+        k: 'reply',
+        id: frame.id,
+        error: {
+          code: failure.code,
+          message: failure.message.slice(0, rejectMessageLengthMax),
+          ...(failure.hint === undefined ? {} : { hint: failure.hint.slice(0, rejectMessageLengthMax) }),
+        },
+      };
+    }
+    this.#send(from, reply);
+  }
+
+  /** A live member by name or incarnation. */
+  #member(name: string): MemberRecord {
+    const member = this.#members.get(name) ?? [...this.#members.values()].find((m) => m.name === name);
+    if (member === undefined) {
+      throw new NormaError('NODE_UNKNOWN', `no live member of cluster ${this.cluster} is named ${name}`);
+    }
+    return member;
+  }
+
+  /** True once the node incarnation has left the cluster. */
+  isGone(incarnation: string): boolean {
+    return this.#gone.has(incarnation);
+  }
+
+  /** The name of the live member with this incarnation (for messages), or the incarnation. */
+  memberName(incarnation: string): string {
+    return this.#members.get(incarnation)?.name ?? incarnation;
   }
 
   // -------------------------------------------------------------------------------------------

@@ -71,6 +71,11 @@ export const methodParams = {
   freeze: z.object({ task: taskRef }).strict(),
   /** Restores a snapshot of the store into the node. */
   thaw: z.object({ snapshot: z.string().min(1).max(64) }).strict(),
+  /**
+   * Moves a running task to another member: freezes it here, and that member pulls the pages it
+   * lacks, takes over its ports and resumes it.
+   */
+  move: z.object({ task: taskRef, to: z.string().regex(nodeNamePattern) }).strict(),
   /** Kills a running task, drops a frozen one, forgets an ended or lost one. */
   kill: z.object({ task: taskRef }).strict(),
   /** Freezes every task as one group snapshot, records it as the suspend point, and stops the node. */
@@ -143,7 +148,15 @@ export interface Results {
   spawn: TaskRef;
   logs: { bytes: number; exit: TaskExit | null };
   freeze: { snapshot: string; task: TaskRef };
-  thaw: { snapshot: string; tasks: TaskRef[] };
+  thaw: { snapshot: string; tasks: TaskRef[]; transfer?: TransferInfo };
+  move: {
+    snapshot: string;
+    from: string;
+    to: string;
+    tasks: TaskRef[];
+    transfer: TransferInfo;
+    downtimeMs: number;
+  };
   kill: { task: TaskRef; action: 'killed' | 'dropped' | 'forgotten' };
   suspend: { snapshot: string | null; tasks: TaskRef[] };
   resumeSuspended: { snapshot: string | null; tasks: TaskRef[]; frozen: TaskRef[] };
@@ -153,6 +166,15 @@ export interface Results {
 }
 
 /** A node of the cluster as `norma nodes` shows it. */
+/** What a snapshot's move between two stores carried (see task-mover.ts). */
+export interface TransferInfo {
+  from: string;
+  pagesSent: number;
+  pagesSkipped: number;
+  bytesSent: number;
+  ms: number;
+}
+
 export interface MemberInfo {
   name: string;
   incarnation: string;

@@ -123,6 +123,7 @@ export class NodeDaemon {
         const member = await ClusterMember.join(kernel, options.cluster, log);
         created.#member = member;
         member.serveForwarded((line, reply) => created.#serveForwarded(line, reply));
+        tasks.attachCluster(member);
         log(`member ${member.name} of cluster ${member.cluster}, listening on ${member.address}`);
       }
       created.#server = await ControlServer.listen(
@@ -216,6 +217,8 @@ export class NodeDaemon {
         return this.tasks.freeze(request.params);
       case 'thaw':
         return this.tasks.thaw(request.params);
+      case 'move':
+        return this.tasks.move(request.params);
       case 'kill':
         return this.tasks.kill(request.params);
       case 'resumeSuspended':

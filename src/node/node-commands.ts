@@ -362,6 +362,19 @@ export async function thawCommand(snapshot: string, options: Options): Promise<n
   return 0;
 }
 
+export async function moveCommand(task: string, options: Options & { to: string }): Promise<number> {
+  const result = await callOn(options, 'move', { task, to: options.to });
+  if (json(options)) print(JSON.stringify(result));
+  else {
+    const { transfer } = result;
+    printTasks(result.tasks, ` on ${result.to}`);
+    print(
+      `moved from ${result.from} in ${result.downtimeMs.toFixed(0)} ms: ${transfer.pagesSent} page(s) sent, ${transfer.pagesSkipped} already there`,
+    );
+  }
+  return 0;
+}
+
 export async function killCommand(task: string, options: Options): Promise<number> {
   const result = await callOn(options, 'kill', { task });
   if (json(options)) print(JSON.stringify(result));
@@ -531,7 +544,25 @@ export function addNodeCommands(program: Command, action: Action): void {
       .command('thaw')
       .description('restore a snapshot of the store into the node; prints `<id> <name>` per task')
       .argument('<snapshot>', 'snapshot id or unique prefix'),
-  ).action(action(async (snapshot: string, options: Options) => thawCommand(snapshot, options)));
+  )
+    .addHelpText(
+      'after',
+      '\nIn a cluster, a snapshot another member took is pulled from it (only the pages this node lacks),\nand if its task is frozen there, its ports move here with it.',
+    )
+    .action(action(async (snapshot: string, options: Options) => thawCommand(snapshot, options)));
+
+  withNodeOptions(
+    program
+      .command('move')
+      .description('move a running task to another member of the cluster, with its ports')
+      .argument('<task>', 'task id or name')
+      .requiredOption('--to <node>', 'the member to move it to (`norma nodes`)'),
+  )
+    .addHelpText(
+      'after',
+      '\nPrints `<id> <name> on <node>` and what travelled. Senders on every node reach the task at\nits new place; nothing on the old node is needed afterwards. Tasks that map memory objects stay.',
+    )
+    .action(action(async (task: string, options: Options & { to: string }) => moveCommand(task, options)));
 
   withNodeOptions(
     program

@@ -16,13 +16,17 @@
 import { readFile, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { NormaError } from '../errors.js';
+import { exportTasks } from '../ipc/index.js';
 import type { Kernel, SpawnOptions, Task } from '../kernel/kernel.js';
 import type { TaskExit } from '../kernel/task.js';
+import type { Migration } from '../net/norma-ipc.js';
+import type { CallArg, CallOp, CallValue } from '../net/wire-protocol.js';
 import { CaptureBuffers } from '../snapshot/capture.js';
 import { checkpointTasks, freezeTasks } from '../snapshot/freezer.js';
 import { Mutex } from '../snapshot/mutex.js';
 import { restoreSnapshot } from '../snapshot/restorer.js';
 import type { SnapshotStore } from '../snapshot/store.js';
+import type { ClusterMember } from './cluster-member.js';
 import type { Params, RecoverableTask, Results, TaskInfo, TaskRef, TaskStatus } from './control-protocol.js';
 import type { RequestContext } from './control-server.js';
 import {
@@ -34,6 +38,12 @@ import {
 } from './node-files.js';
 import { type Journal, type JournalEntry, JournalWriter } from './task-journal.js';
 import { TaskLog } from './task-log.js';
+import { pullSnapshot, serveSnapshotCall, type TransferStats } from './task-mover.js';
+
+/** How long a task leaving this node waits for what it sent to other nodes to be acknowledged. */
+const moveFlushTimeoutMs = 10_000;
+/** How long a move waits for the other node to pull the snapshot and resume the task. */
+const moveResumeTimeoutMs = 120_000;
 
 interface Entry {
   id: number;
@@ -72,6 +82,8 @@ export class NodeTasks {
   readonly #exclusive = new Mutex();
   readonly #journal: JournalWriter;
   #stopping = false;
+  /** The node's cluster membership: tasks move between its members. */
+  #member: ClusterMember | null = null;
 
   constructor(
     private readonly kernel: Kernel,
@@ -186,6 +198,182 @@ export class NodeTasks {
   }
 
   // -------------------------------------------------------------------------------------------
+  // Moving tasks between the members of a cluster
+  // -------------------------------------------------------------------------------------------
+
+  /** Joins the tasks to the cluster: they can move to and from its other members. */
+  attachCluster(member: ClusterMember): void {
+    this.#member = member;
+    member.serveCalls((op, arg, from) => this.#serveCall(op, arg, from));
+  }
+
+  /**
+   * Moves a running task to member `to`: frozen here, then `to` pulls the pages its store lacks,
+   * takes over the task's ports and resumes it; nothing here is needed afterwards. If `to` cannot
+   * resume it before the hand-off, it runs on here.
+   */
+  async move(params: Params<'move'>): Promise<Results['move']> {
+    const member = this.#cluster();
+    if (params.to === member.name) {
+      throw new NormaError('USAGE', `task ${params.task} is on ${params.to} already`, {
+        hint: 'Name another member (`norma nodes`).',
+      });
+    }
+    const frozen = await this.freeze({ task: params.task });
+    const stoppedAt = performance.now();
+    try {
+      const resumed = await member.call(params.to, 'resume', { id: frozen.snapshot }, moveResumeTimeoutMs);
+      const downtimeMs = performance.now() - stoppedAt;
+      this.log(`moved ${frozen.task.name} to ${params.to} in ${downtimeMs.toFixed(0)} ms`);
+      return {
+        snapshot: frozen.snapshot,
+        from: member.name,
+        to: params.to,
+        tasks: resumed.tasks,
+        transfer: resumed.transfer,
+        downtimeMs,
+      };
+    } catch (error) {
+      // Not handed off: it runs on here.
+      const entry = [...this.#entries.values()].find((e) => e.lastSnapshot === frozen.snapshot);
+      if (entry?.status === 'frozen' && this.kernel.isDetached(entry.id)) {
+        await this.thaw({ snapshot: frozen.snapshot }).catch(() => {});
+      }
+      throw error;
+    }
+  }
+
+  #cluster(): ClusterMember {
+    if (this.#member === null) {
+      throw new NormaError('NODE_NOT_IN_CLUSTER', 'this node is not a member of a cluster');
+    }
+    return this.#member;
+  }
+
+  async #serveCall<Op extends CallOp>(op: Op, arg: CallArg<Op>, from: string): Promise<CallValue<Op>> {
+    switch (op) {
+      case 'find':
+      case 'manifest':
+      case 'pages':
+      case 'blob':
+        return (await serveSnapshotCall(this.store, op, arg as never)) as CallValue<Op>;
+      case 'prepare':
+        return (await this.#prepareDeparture((arg as CallArg<'prepare'>).id)) as CallValue<Op>;
+      case 'hand-off':
+        return (await this.#handOff((arg as CallArg<'hand-off'>).id, from)) as unknown as CallValue<Op>;
+      case 'resume': {
+        const id = (arg as CallArg<'resume'>).id;
+        return this.#run(async () => {
+          const arrival = await this.#arrival(id, this.#member!.memberName(from));
+          if (arrival === null)
+            throw new NormaError('MOVE_FAILED', `snapshot ${id} is not frozen on the node that asked`);
+          const restored = await this.#arrive(arrival);
+          return { tasks: restored.map((entry) => this.#ref(entry)), transfer: arrival.stats };
+        }) as Promise<CallValue<Op>>;
+      }
+      default:
+        throw new NormaError('NODE_BAD_REQUEST', `unknown call ${op}`);
+    }
+  }
+
+  /**
+   * A snapshot to thaw here that another live member froze: pulled into this store if missing, and
+   * the member its tasks are frozen on (which hands their ports over). Null: an ordinary thaw.
+   */
+  async #arrival(
+    prefix: string,
+    from?: string,
+  ): Promise<{ id: string; source: string; sourceName: string; stats: TransferStats } | null> {
+    const member = this.#member;
+    if (member === null) return null;
+    let stats: TransferStats | null = null;
+    let id: string;
+    try {
+      id = await this.store.resolveId(prefix);
+    } catch (error) {
+      if (!(error instanceof NormaError && error.code === 'SNAPSHOT_NOT_FOUND')) throw error;
+      const pulled = await pullSnapshot(member, this.store, prefix, from);
+      id = pulled.id;
+      stats = pulled.stats;
+    }
+    const manifest = await this.store.readManifest(id);
+    const source = manifest.node.id;
+    if (source === this.kernel.nodeId || member.isGone(source)) return null;
+    const sourceName = member.memberName(source);
+    stats ??= { from: sourceName, pagesSent: 0, pagesSkipped: 0, bytesSent: 0, ms: 0 };
+    return { id, source, sourceName, stats };
+  }
+
+  /** Takes over the tasks of a snapshot frozen on another member, and resumes them here. */
+  async #arrive(arrival: { id: string; source: string }): Promise<Entry[]> {
+    const member = this.#cluster();
+    const { ports } = await member.call(arrival.source, 'prepare', { id: arrival.id });
+    await member.ipc.prepareArrival(ports);
+    let migration: Migration;
+    try {
+      migration = (await member.call(arrival.source, 'hand-off', { id: arrival.id })) as unknown as Migration;
+    } catch (error) {
+      member.ipc.cancelArrival(ports);
+      throw error;
+    }
+    const { restored } = await this.#thaw(arrival.id, () => undefined, { migration, from: arrival.source });
+    await this.#journal.write();
+    this.log(
+      `took over ${restored.map((e) => `${e.name} (task ${e.id})`).join(', ')} from ${member.memberName(arrival.source)}`,
+    );
+    return restored;
+  }
+
+  /** The task frozen at snapshot `id`, still here, that may leave for another node. */
+  async #departing(id: string): Promise<Entry> {
+    const entry = [...this.#entries.values()].find(
+      (e) => e.lastSnapshot === id && e.status === 'frozen' && this.kernel.isDetached(e.id),
+    );
+    if (entry === undefined) {
+      throw new NormaError('SNAPSHOT_CONFLICT', `no task is frozen at snapshot ${id} on this node any more`, {
+        hint: 'It was thawed, killed or moved since: `norma ps` on that node says which.',
+      });
+    }
+    const manifest = await this.store.readManifest(id);
+    if (manifest.tasks.length !== 1 || manifest.memoryObjects.objects.length > 0) {
+      throw new NormaError(
+        'MOVE_UNSUPPORTED',
+        manifest.tasks.length !== 1
+          ? `snapshot ${id} holds ${manifest.tasks.length} tasks; tasks move one at a time`
+          : `task ${entry.name} maps memory objects, which stay on their node`,
+      );
+    }
+    return entry;
+  }
+
+  /** Before a hand-off: what the task sent to other nodes is delivered; the ports that will move. */
+  #prepareDeparture(id: string): Promise<CallValue<'prepare'>> {
+    return this.#run(async () => {
+      const entry = await this.#departing(id);
+      try {
+        await this.#cluster().ipc.flushBarrier(moveFlushTimeoutMs);
+      } catch (error) {
+        throw new NormaError('MOVE_FAILED', `task ${entry.name} cannot leave: ${(error as Error).message}`);
+      }
+      return { ports: exportTasks(this.kernel.ipc, [entry.id]).ports.map((port) => port.id) };
+    });
+  }
+
+  /** The task frozen at `id` leaves for node `to` (an incarnation) with its ports. */
+  #handOff(id: string, to: string): Promise<Migration> {
+    return this.#run(async () => {
+      const entry = await this.#departing(id);
+      const member = this.#cluster();
+      const migration = await member.ipc.handOff([entry.id], to);
+      this.kernel.dropDetached(entry.id);
+      this.#entries.delete(entry.id);
+      await this.#journal.write();
+      this.log(`${entry.name} (task ${entry.id}) left for ${member.memberName(to)} with its ports`);
+      return migration;
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
   // Spawn, freeze, thaw, kill
   // -------------------------------------------------------------------------------------------
 
@@ -267,6 +455,15 @@ export class NodeTasks {
 
   thaw(params: Params<'thaw'>): Promise<Results['thaw']> {
     return this.#run(async () => {
+      const arrival = await this.#arrival(params.snapshot);
+      if (arrival !== null) {
+        const restored = await this.#arrive(arrival);
+        return {
+          snapshot: arrival.id,
+          tasks: restored.map((entry) => this.#ref(entry)),
+          transfer: arrival.stats,
+        };
+      }
       const { snapshot, restored } = await this.#thaw(params.snapshot, () => undefined);
       // Thawing the suspend point by hand uses it up, as `norma resume` would.
       if ((await this.suspendRecord())?.snapshot === snapshot)
@@ -285,6 +482,7 @@ export class NodeTasks {
   async #thaw(
     idOrPrefix: string,
     afterRestore: (pairs: readonly { oldId: number; entry: Entry; task: Task }[]) => void,
+    moving?: { migration: Migration; from: string },
   ): Promise<{ snapshot: string; restored: Entry[] }> {
     const id = await this.store.resolveId(idOrPrefix);
     const manifest = await this.store.readManifest(id);
@@ -335,9 +533,18 @@ export class NodeTasks {
     });
     for (const { entry, inherited } of entries)
       if (inherited && entry.log.path !== null) await entry.log.open(entry.log.path);
-    const result = await restoreSnapshot(this.kernel, this.store, id, (_record, index) =>
-      this.#io(entries[index]!.entry.log),
-    );
+    const io = (_record: unknown, index: number) => this.#io(entries[index]!.entry.log);
+    let result: Awaited<ReturnType<typeof restoreSnapshot>> | undefined;
+    if (moving === undefined) result = await restoreSnapshot(this.kernel, this.store, id, io);
+    else {
+      const { migration, from } = moving;
+      await this.#member!.ipc.arrive(migration, from, async (importIpc) => {
+        result = await restoreSnapshot(this.kernel, this.store, id, io, {
+          migration: { importIpc, names: migration.names },
+        });
+      });
+    }
+    if (result === undefined) throw new Error('restore: no result');
     const pairs = result.tasks.map((task, index) => ({
       oldId: manifest.tasks[index]!.state.id,
       entry: entries[index]!.entry,

@@ -35,6 +35,17 @@ export interface RestoreOptions {
    * is transformed again and must come out identical.
    */
   readonly modules?: readonly Uint8Array<ArrayBuffer>[];
+  /**
+   * A task moving here from another node (NormaIpc.arrive): its live IPC state is imported by this
+   * function instead of the snapshot's, and these are its name registrations.
+   */
+  readonly migration?: {
+    importIpc(
+      taskIds: Readonly<Record<number, number>>,
+      kernelPorts: Readonly<Record<string, KObject>>,
+    ): void;
+    names: readonly { service: string; portId: string }[];
+  };
 }
 
 export interface RestoreResult {
@@ -167,7 +178,7 @@ export async function restoreSnapshot(
   const thawHere = manifest.node.id === kernel.nodeId && oldIds.every((id) => kernel.isDetached(id));
   const taskIds: Record<number, number> = {};
   for (const id of oldIds) taskIds[id] = thawHere ? id : kernel.allocateTaskId();
-  if (!thawHere) restoreSharedState(kernel, manifest, taskIds, objectData);
+  if (!thawHere) restoreSharedState(kernel, manifest, taskIds, objectData, options.migration);
 
   const tasks: Task[] = [];
   for (const [index, record] of manifest.tasks.entries()) {
@@ -191,6 +202,7 @@ function restoreSharedState(
   manifest: SnapshotManifest,
   taskIds: Record<number, number>,
   objectData: ReadonlyMap<number, Uint8Array>,
+  migration: RestoreOptions['migration'],
 ): void {
   // Objects still alive here are reused; the others are created under their original port ids,
   // after the IPC import has checked for conflicts (it changes nothing when it refuses).
@@ -207,7 +219,8 @@ function restoreSharedState(
     }
   }
   try {
-    importTasks(kernel.ipc, manifest.ipc as never, { taskIds, kernelPorts });
+    if (migration !== undefined) migration.importIpc(taskIds, kernelPorts);
+    else importTasks(kernel.ipc, manifest.ipc as never, { taskIds, kernelPorts });
   } catch (error) {
     throw new NormaError(
       'SNAPSHOT_CONFLICT',
@@ -230,5 +243,5 @@ function restoreSharedState(
       throw new Error('restore: a mapping outside the snapshot');
     kernel.memoryObjects.adoptMapping({ ...mapping, task, objectId });
   }
-  for (const { service, portId } of manifest.names) kernel.names.adopt(service, portId);
+  for (const { service, portId } of migration?.names ?? manifest.names) kernel.names.adopt(service, portId);
 }

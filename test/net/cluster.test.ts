@@ -85,11 +85,49 @@ describe('cluster of three node daemons (etcd, TLS, NORMA IPC)', function () {
     assert.equal((await task(stores.n1!, server)).status, 'running');
   });
 
+  it('moves the counter server from n1 to n2 while a client on n3 keeps using it: each request counted once', async () => {
+    // The server has counted 9 so far; the client on n3 adds `requests` while the server moves.
+    const requests = 4000;
+    const client = await spawnTask(stores.n3!, module('counter-client'), '--', String(requests), 'keep');
+    await poll('the client to start', async () =>
+      (await task(stores.n3!, client)).status === 'running' ? true : undefined,
+    );
+    const moved = JSON.parse(
+      await ok(stores.n3!, 'move', 'counter-server', '--to', 'n2', '--node', 'n1', '--json'),
+    ) as {
+      to: string;
+      tasks: { id: number; name: string }[];
+      transfer: { pagesSent: number };
+      downtimeMs: number;
+    };
+    assert.equal(moved.to, 'n2');
+    assert.equal(moved.tasks[0]?.name, 'counter-server');
+    assert.ok(moved.transfer.pagesSent > 0, 'the pages n2 lacked travelled');
+    assert.equal((await task(stores.n3!, client)).status, 'running', 'the move happened under load');
+    assert.equal((await task(stores.n2!, moved.tasks[0]!.id)).status, 'running');
+    const onN1 = JSON.parse(await ok(stores.n1!, 'ps', '--json')) as { tasks: { name: string }[] };
+    assert.equal(
+      onN1.tasks.some((t) => t.name === 'counter-server'),
+      false,
+      'n1 keeps nothing of the task',
+    );
+    await poll('the client on n3 to finish', async () =>
+      (await task(stores.n3!, client)).status === 'exited' ? true : undefined,
+    );
+    assert.equal(await ok(stores.n3!, 'logs', String(client)), `counter = ${9 + requests}\n`);
+    assert.match(await ok(stores.n1!, 'names'), /counter {2}n2/);
+  });
+
   it('forgets a node killed with SIGKILL: its names vanish within the lease time', async () => {
+    // A name of n1's own: a broker for the counter (which lives on n2 now).
+    await spawnTask(stores.n1!, module('right-broker'), '--', 'counter');
+    await poll('the name "broker:counter" on n1', async () =>
+      /broker:counter {2}n1/.test(await ok(stores.n3!, 'names')) ? true : undefined,
+    );
     process.kill(pids.n1!, 'SIGKILL');
     const started = performance.now();
     await poll('n1 to leave', async () =>
-      (await ok(stores.n3!, 'names')).includes('counter') ? undefined : true,
+      (await ok(stores.n3!, 'names')).includes('broker:counter') ? undefined : true,
     );
     const nodes = JSON.parse(await ok(stores.n3!, 'nodes', '--json')) as { members: { name: string }[] };
     assert.deepEqual(
@@ -101,5 +139,11 @@ describe('cluster of three node daemons (etcd, TLS, NORMA IPC)', function () {
     const refused = await on(stores.n2!, 'ps', '--node', 'n1');
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, /NODE_UNKNOWN/);
+    // The task that moved away from n1 before its death runs on, reachable from every node.
+    const client = await spawnTask(stores.n3!, module('counter-client'), '--', '1', 'keep');
+    await poll('a client after the death of n1', async () =>
+      (await task(stores.n3!, client)).status === 'exited' ? true : undefined,
+    );
+    assert.equal(await ok(stores.n3!, 'logs', String(client)), `counter = ${9 + 4000 + 1}\n`);
   });
 });

@@ -1,0 +1,167 @@
+/**
+ * Moving snapshots between the stores of two nodes, for a task that resumes on another node than
+ * the one that froze it (`norma thaw <snapshot> --node n2`, `norma move <task> --to n2`).
+ *
+ * The node that resumes pulls: it asks the members which one has the snapshot (`find`), reads its
+ * manifest (`manifest`: the stored envelope, checked again here as any read from disk is), and asks
+ * only for the pages and modules its own store lacks (`pages`, `blob`), each re-hashed on arrival.
+ * It commits them with the manifest under the same id, so the snapshot is in its store as if taken
+ * there, and a second move of the same task sends only what changed.
+ *
+ * The tasks' live IPC state follows separately (NodeTasks: `prepare`, then `hand-off`).
+ */
+import { createHash } from 'node:crypto';
+import { NormaError } from '../errors.js';
+import { type CallArg, type CallValue, pagesPerCallMax } from '../net/wire-protocol.js';
+import {
+  decodeManifest,
+  referencedBlobs,
+  referencedPages,
+  type SnapshotManifest,
+} from '../snapshot/format.js';
+import { loadPageHasher } from '../snapshot/page-hash.js';
+import type { SnapshotStore } from '../snapshot/store.js';
+import type { ClusterMember } from './cluster-member.js';
+
+/** What a pull carried (for the command's answer and the log). */
+export interface TransferStats {
+  /** The member the snapshot came from. */
+  from: string;
+  /** Pages carried over the network, and those the store had already (not carried). */
+  pagesSent: number;
+  pagesSkipped: number;
+  bytesSent: number;
+  ms: number;
+}
+
+/** Serves the snapshot side of a move from this node's store. */
+export async function serveSnapshotCall(
+  store: SnapshotStore,
+  op: 'find' | 'manifest' | 'pages' | 'blob',
+  arg: CallArg<'find' | 'manifest' | 'pages' | 'blob'>,
+): Promise<CallValue<'find' | 'manifest' | 'pages' | 'blob'>> {
+  switch (op) {
+    case 'find': {
+      const { snapshot } = arg as CallArg<'find'>;
+      try {
+        return { id: await store.resolveId(snapshot) };
+      } catch (error) {
+        if (error instanceof NormaError && error.code === 'SNAPSHOT_NOT_FOUND') return { id: null };
+        throw error;
+      }
+    }
+    case 'manifest':
+      return { bytes: await store.readManifestBytes((arg as CallArg<'manifest'>).id) };
+    case 'pages': {
+      const { hashes } = arg as CallArg<'pages'>;
+      const found = new Map<string, Uint8Array>();
+      await store.readPages(hashes, (hash, bytes) => found.set(hash, bytes));
+      return { pages: hashes.map((hash) => found.get(hash)!) };
+    }
+    case 'blob':
+      return { bytes: await store.readBlob((arg as CallArg<'blob'>).hash) };
+  }
+}
+
+/**
+ * Finds the member whose store has the snapshot `prefix` and copies it into `store` (what `store`
+ * has already is not sent). Returns the full id, where it came from and what travelled.
+ */
+export async function pullSnapshot(
+  member: ClusterMember,
+  store: SnapshotStore,
+  prefix: string,
+  from?: string,
+): Promise<{ id: string; manifest: SnapshotManifest; stats: TransferStats }> {
+  const started = performance.now();
+  const source = from ?? (await findSnapshot(member, prefix));
+  const { id } = await member.call(source, 'find', { snapshot: prefix });
+  if (id === null) throw new NormaError('SNAPSHOT_NOT_FOUND', `node ${source} has no snapshot ${prefix}`);
+  const hasher = await loadPageHasher();
+  const { bytes: envelope } = await member.call(source, 'manifest', { id });
+  let manifest: SnapshotManifest;
+  try {
+    manifest = decodeManifest(envelope, hasher);
+  } catch (error) {
+    throw new NormaError(
+      'SNAPSHOT_CORRUPT',
+      `the manifest node ${source} sent: ${(error as Error).message}`,
+      {
+        cause: error,
+      },
+    );
+  }
+  if (manifest.id !== id)
+    throw new NormaError('SNAPSHOT_CORRUPT', `node ${source} sent the manifest of another snapshot`);
+  const stats: TransferStats = { from: source, pagesSent: 0, pagesSkipped: 0, bytesSent: 0, ms: 0 };
+  if (await hasSnapshot(store, id)) {
+    stats.pagesSkipped = referencedPages(manifest).size;
+    stats.ms = performance.now() - started;
+    return { id, manifest, stats };
+  }
+  const commit = store.beginCommit();
+  try {
+    for (const hash of referencedBlobs(manifest)) {
+      if (store.hasBlob(hash)) continue;
+      const { bytes } = await member.call(source, 'blob', { hash });
+      if (createHash('sha256').update(bytes).digest('hex') !== hash) {
+        throw new NormaError('SNAPSHOT_CORRUPT', `a module node ${source} sent does not match its hash`);
+      }
+      commit.putBlob(hash, bytes);
+      stats.bytesSent += bytes.length;
+    }
+    const wanted: string[] = [];
+    for (const hash of referencedPages(manifest)) {
+      if (store.hasPage(hash)) stats.pagesSkipped++;
+      else wanted.push(hash);
+    }
+    // Two calls in flight: one is read and sent while the other's pages are checked and written.
+    const batches: string[][] = [];
+    for (let i = 0; i < wanted.length; i += pagesPerCallMax)
+      batches.push(wanted.slice(i, i + pagesPerCallMax));
+    let next = batches.length > 0 ? member.call(source, 'pages', { hashes: batches[0]! }) : null;
+    for (let index = 0; index < batches.length; index++) {
+      const { pages } = await next!;
+      next =
+        index + 1 < batches.length ? member.call(source, 'pages', { hashes: batches[index + 1]! }) : null;
+      const hashes = batches[index]!;
+      if (pages.length !== hashes.length)
+        throw new NormaError('SNAPSHOT_CORRUPT', `node ${source} sent too few pages`);
+      pages.forEach((page, i) => {
+        if (hasher.hash(page) !== hashes[i]) {
+          throw new NormaError('SNAPSHOT_CORRUPT', `a page node ${source} sent does not match its hash`);
+        }
+        commit.putPage(hashes[i]!, page);
+        stats.pagesSent++;
+        stats.bytesSent += page.length;
+      });
+    }
+    await commit.finish(manifest);
+  } catch (error) {
+    await commit.abort();
+    throw error;
+  }
+  stats.ms = performance.now() - started;
+  return { id, manifest, stats };
+}
+
+async function hasSnapshot(store: SnapshotStore, id: string): Promise<boolean> {
+  try {
+    return (await store.resolveId(id)) === id;
+  } catch {
+    return false;
+  }
+}
+
+/** The first other member that has the snapshot `prefix`. */
+async function findSnapshot(member: ClusterMember, prefix: string): Promise<string> {
+  const others = (await member.members()).filter((m) => !m.self);
+  const answers = await Promise.allSettled(
+    others.map(async (m) =>
+      (await member.call(m.name, 'find', { snapshot: prefix })).id === null ? null : m.name,
+    ),
+  );
+  for (const answer of answers)
+    if (answer.status === 'fulfilled' && answer.value !== null) return answer.value;
+  throw new NormaError('SNAPSHOT_NOT_FOUND', `no member of the cluster has a snapshot ${prefix}`);
+}
