@@ -118,6 +118,25 @@ describe('cluster of three node daemons (etcd, TLS, NORMA IPC)', function () {
     assert.match(await ok(stores.n1!, 'names'), /counter {2}n2/);
   });
 
+  it('freezes the server on n2 and thaws it on n3: it goes on counting where it stopped', async () => {
+    const frozen = JSON.parse(await ok(stores.n1!, 'freeze', 'counter-server', '--node', 'n2', '--json')) as {
+      snapshot: string;
+    };
+    // A request sent while it is frozen waits in its port's queue, and moves with it.
+    const early = await spawnTask(stores.n1!, module('counter-client'), '--', '1', 'keep');
+    const thawed = JSON.parse(
+      await ok(stores.n1!, 'thaw', frozen.snapshot.slice(0, 8), '--node', 'n3', '--json'),
+    ) as { tasks: { id: number; name: string }[]; transfer: { from: string; pagesSent: number } };
+    assert.equal(thawed.transfer.from, 'n2');
+    assert.ok(thawed.transfer.pagesSent > 0);
+    assert.equal((await task(stores.n3!, thawed.tasks[0]!.id)).status, 'running');
+    await poll('the early client', async () =>
+      (await task(stores.n1!, early)).status === 'exited' ? true : undefined,
+    );
+    assert.equal(await ok(stores.n1!, 'logs', String(early)), `counter = ${9 + 4000 + 1}\n`);
+    assert.match(await ok(stores.n2!, 'names'), /counter {2}n3/);
+  });
+
   it('forgets a node killed with SIGKILL: its names vanish within the lease time', async () => {
     // A name of n1's own: a broker for the counter (which lives on n2 now).
     await spawnTask(stores.n1!, module('right-broker'), '--', 'counter');
@@ -139,11 +158,11 @@ describe('cluster of three node daemons (etcd, TLS, NORMA IPC)', function () {
     const refused = await on(stores.n2!, 'ps', '--node', 'n1');
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, /NODE_UNKNOWN/);
-    // The task that moved away from n1 before its death runs on, reachable from every node.
-    const client = await spawnTask(stores.n3!, module('counter-client'), '--', '1', 'keep');
+    // The server that moved away from n1 (where its port was made) runs on, reachable from n2.
+    const client = await spawnTask(stores.n2!, module('counter-client'), '--', '1', 'keep');
     await poll('a client after the death of n1', async () =>
-      (await task(stores.n3!, client)).status === 'exited' ? true : undefined,
+      (await task(stores.n2!, client)).status === 'exited' ? true : undefined,
     );
-    assert.equal(await ok(stores.n3!, 'logs', String(client)), `counter = ${9 + 4000 + 1}\n`);
+    assert.equal(await ok(stores.n2!, 'logs', String(client)), `counter = ${9 + 4000 + 2}\n`);
   });
 });
