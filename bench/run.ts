@@ -1,9 +1,10 @@
 /**
  * `npm run bench [-- name...] [--runs N] [--json]`: runs the benchmarks and prints each figure as a
- * ratio to a baseline measured in the same run. Names: instrumentation, ipc, transform, snapshot.
+ * ratio to a baseline measured in the same run. Names: instrumentation, ipc, move, transform, snapshot.
  */
 import { benchInstrumentation } from './instrumentation.js';
 import { benchIpc } from './ipc.js';
+import { benchMove } from './move.js';
 import { benchSnapshot } from './snapshot.js';
 import { reportedFigures } from './support.js';
 import { benchTransform } from './transform.js';
@@ -11,6 +12,7 @@ import { benchTransform } from './transform.js';
 const benchmarks: Record<string, (runs: number) => Promise<void>> = {
   instrumentation: benchInstrumentation,
   ipc: benchIpc,
+  move: benchMove,
   snapshot: benchSnapshot,
   transform: benchTransform,
 };

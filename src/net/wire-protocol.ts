@@ -74,7 +74,7 @@ const incarnation = z.string().regex(incarnationPattern);
 /** Message bytes, as views of the connection's read buffers (no copy). */
 const bytes = z.custom<Uint8Array>((value) => value instanceof Uint8Array, 'expected bytes');
 const counter = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
-const callOps = ['find', 'manifest', 'pages', 'blob', 'prepare', 'hand-off', 'resume'] as const;
+const callOps = ['find', 'manifest', 'pages', 'blob', 'prepare', 'hand-off', 'prefetch', 'resume'] as const;
 /** A right by port id: send ('s') or send-once ('o'); `dead` when its port had died at the sender. */
 const wireRight = z
   .object({ kind: z.enum(['s', 'o']), port: portId, dead: z.literal(true).optional() })
@@ -226,9 +226,11 @@ export const callSchemas = {
       })
       .strict(),
   },
+  /** Copy the snapshot `id` from the caller ahead of a move (its pre-copy). */
+  prefetch: { arg: z.object({ id: snapshotId }).strict(), value: z.object({ pagesSent: counter }).strict() },
   /** Resume the snapshot `id` here (pulling it from the caller): the second half of a move. */
   resume: {
-    arg: z.object({ id: snapshotId }).strict(),
+    arg: z.object({ id: snapshotId, precopy: snapshotId.optional() }).strict(),
     value: z
       .object({
         tasks: z.array(z.object({ id: counter, name: z.string().max(64) }).strict()),

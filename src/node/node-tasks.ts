@@ -219,12 +219,21 @@ export class NodeTasks {
         hint: 'Name another member (`norma nodes`).',
       });
     }
-    const frozen = await this.freeze({ task: params.task });
+    const precopy = await this.#precopy(params.task, params.to);
     const stoppedAt = performance.now();
+    const frozen = await this.freeze({ task: params.task });
+    const frozenAt = performance.now();
     try {
-      const resumed = await member.call(params.to, 'resume', { id: frozen.snapshot }, moveResumeTimeoutMs);
+      const resumed = await member.call(
+        params.to,
+        'resume',
+        { id: frozen.snapshot, ...(precopy === null ? {} : { precopy }) },
+        moveResumeTimeoutMs,
+      );
       const downtimeMs = performance.now() - stoppedAt;
-      this.log(`moved ${frozen.task.name} to ${params.to} in ${downtimeMs.toFixed(0)} ms`);
+      this.log(
+        `moved ${frozen.task.name} to ${params.to}: stopped ${downtimeMs.toFixed(1)} ms (freeze ${(frozenAt - stoppedAt).toFixed(1)} ms)`,
+      );
       return {
         snapshot: frozen.snapshot,
         from: member.name,
@@ -241,6 +250,40 @@ export class NodeTasks {
       }
       throw error;
     }
+  }
+
+  /**
+   * Pre-copy (as live migration does): a checkpoint taken while the task runs on, pulled by `to`
+   * ahead of the freeze, so that the freeze writes, and `to` pulls, only the pages that changed
+   * since. Returns the checkpoint's id (removed here at once: its pages stay, shared with the
+   * freeze), or null when the task is not running.
+   */
+  async #precopy(ref: string, to: string): Promise<string | null> {
+    const id = await this.#run(async () => {
+      const entry = this.#find(ref);
+      if (entry.status !== 'running' || entry.task === null) return null;
+      await this.#quiesce([entry]);
+      entry.buffers ??= new CaptureBuffers();
+      try {
+        const { manifest } = await checkpointTasks(
+          this.kernel,
+          this.store,
+          [entry.task],
+          { kind: 'task', label: `${entry.name} (pre-copy)`, parent: entry.lastSnapshot },
+          entry.buffers,
+        );
+        return manifest.id;
+      } finally {
+        this.#startCheckpoints(entry);
+      }
+    });
+    if (id === null) return null;
+    try {
+      await this.#cluster().call(to, 'prefetch', { id }, moveResumeTimeoutMs);
+    } finally {
+      await this.store.remove(id).catch(() => {});
+    }
+    return id;
   }
 
   #cluster(): ClusterMember {
@@ -261,13 +304,21 @@ export class NodeTasks {
         return (await this.#prepareDeparture((arg as CallArg<'prepare'>).id)) as CallValue<Op>;
       case 'hand-off':
         return (await this.#handOff((arg as CallArg<'hand-off'>).id, from)) as unknown as CallValue<Op>;
+      case 'prefetch': {
+        const { id } = arg as CallArg<'prefetch'>;
+        const member = this.#cluster();
+        const { stats } = await pullSnapshot(member, this.store, id, member.memberName(from));
+        return { pagesSent: stats.pagesSent } as CallValue<Op>;
+      }
       case 'resume': {
-        const id = (arg as CallArg<'resume'>).id;
+        const { id, precopy } = arg as CallArg<'resume'>;
         return this.#run(async () => {
           const arrival = await this.#arrival(id, this.#member!.memberName(from));
           if (arrival === null)
             throw new NormaError('MOVE_FAILED', `snapshot ${id} is not frozen on the node that asked`);
           const restored = await this.#arrive(arrival);
+          // The pre-copy served its purpose: its pages are the new snapshot's now.
+          if (precopy !== undefined) await this.store.remove(precopy).catch(() => {});
           return { tasks: restored.map((entry) => this.#ref(entry)), transfer: arrival.stats };
         }) as Promise<CallValue<Op>>;
       }
@@ -307,6 +358,7 @@ export class NodeTasks {
   /** Takes over the tasks of a snapshot frozen on another member, and resumes them here. */
   async #arrive(arrival: { id: string; source: string }): Promise<Entry[]> {
     const member = this.#cluster();
+    const started = performance.now();
     const { ports } = await member.call(arrival.source, 'prepare', { id: arrival.id });
     await member.ipc.prepareArrival(ports);
     let migration: Migration;
@@ -316,10 +368,13 @@ export class NodeTasks {
       member.ipc.cancelArrival(ports);
       throw error;
     }
+    const handedOff = performance.now();
     const { restored } = await this.#thaw(arrival.id, () => undefined, { migration, from: arrival.source });
+    const resumed = performance.now();
     await this.#journal.write();
     this.log(
-      `took over ${restored.map((e) => `${e.name} (task ${e.id})`).join(', ')} from ${member.memberName(arrival.source)}`,
+      `took over ${restored.map((e) => `${e.name} (task ${e.id})`).join(', ')} from ${member.memberName(arrival.source)}` +
+        ` (ports ${(handedOff - started).toFixed(1)} ms, restore ${(resumed - handedOff).toFixed(1)} ms)`,
     );
     return restored;
   }
