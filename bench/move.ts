@@ -7,11 +7,10 @@
  * Real processes: an etcd, two node daemons talking TLS, the task moved back and forth.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ok, poll, spawnTask, stopNode, task, tempStore } from '../test/node/node-helpers.js';
-import { norma } from '../test/support/cli.js';
-import { startEtcd } from '../test/support/etcd.js';
+import { ok, poll, spawnTask, task } from '../test/node/node-helpers.js';
+import { startCluster } from '../test/support/cluster.js';
 import { repoRoot } from '../test/support/fixtures.js';
 import { median, report } from './support.js';
 
@@ -50,26 +49,9 @@ async function rawTcpMs(bytes: number): Promise<number> {
 }
 
 export async function benchMove(runs: number): Promise<void> {
-  const etcd = await startEtcd();
-  const stores: Record<string, string> = { n1: tempStore(), n2: tempStore() };
-  const clusterDirectory = join(tempStore(), 'cluster');
+  const cluster = await startCluster(['n1', 'n2']);
+  const { stores } = cluster;
   try {
-    const init = await norma(['cluster', 'init', clusterDirectory]);
-    if (init.code !== 0) throw new Error(init.stderr);
-    for (const name of ['n1', 'n2']) {
-      await ok(
-        stores[name]!,
-        'node',
-        'start',
-        '--detach',
-        '--cluster',
-        clusterDirectory,
-        '--name',
-        name,
-        '--etcd',
-        etcd.endpoint,
-      );
-    }
     const module = join(repoRoot, 'tasks', 'build', 'memory-fill.wasm');
     const id = await spawnTask(stores.n1!, module, '--', String(taskMiB));
     await poll('the task to fill its memory', async () =>
@@ -106,9 +88,6 @@ export async function benchMove(runs: number): Promise<void> {
         console.log(`${name}:`, lines.filter((line) => /moved|took over/.test(line)).join('\n'));
       }
     }
-    for (const store of Object.values(stores)) await stopNode(store).catch(() => {});
-    await etcd.stop();
-    for (const store of Object.values(stores)) rmSync(store, { recursive: true, force: true });
-    rmSync(join(clusterDirectory, '..'), { recursive: true, force: true });
+    await cluster.stop();
   }
 }

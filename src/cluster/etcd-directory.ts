@@ -103,6 +103,8 @@ export class EtcdDirectory implements ClusterDirectory {
   #rejoining: Promise<void> | null = null;
   #available = true;
   #outage: NormaError | null = null;
+  /** When the outage began (ISO 8601), for the messages of the calls it refuses. */
+  #outageSince = '';
   #timer: NodeJS.Timeout | null = null;
   #beating = false;
   readonly #statusListeners = new Set<(event: StatusEvent) => void>();
@@ -297,9 +299,11 @@ export class EtcdDirectory implements ClusterDirectory {
       throw new NormaError('CLUSTER_EVICTED', `another node took the member name ${this.#self?.name}`);
     }
     if (!this.#available) {
-      throw new NormaError('CLUSTER_UNAVAILABLE', `etcd is unavailable: ${this.#outage?.message}`, {
-        cause: this.#outage,
-      });
+      throw new NormaError(
+        'CLUSTER_UNAVAILABLE',
+        `etcd is unavailable since ${this.#outageSince}: ${this.#outage?.message}`,
+        { cause: this.#outage },
+      );
     }
     try {
       return await operation();
@@ -517,6 +521,7 @@ export class EtcdDirectory implements ClusterDirectory {
     this.#outage = error;
     if (!this.#available) return;
     this.#available = false;
+    this.#outageSince = new Date().toISOString();
     this.#emit({ kind: 'unavailable', error });
     if (!this.#beating) this.#schedule();
   }
@@ -643,6 +648,8 @@ class Etcd3Store implements DirectoryStore {
   private constructor(
     private readonly etcd3: Etcd3Module,
     private readonly client: Etcd3,
+    /** The endpoints, as the messages of CLUSTER_UNAVAILABLE name them. */
+    private readonly endpoints: string,
   ) {}
 
   static async open(endpoints: readonly string[]): Promise<Etcd3Store> {
@@ -659,7 +666,7 @@ class Etcd3Store implements DirectoryStore {
       // gRPC would otherwise wait up to 2 minutes between reconnection attempts to a restarted etcd.
       grpcOptions: { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 1000 },
     });
-    return new Etcd3Store(etcd3, client);
+    return new Etcd3Store(etcd3, client, endpoints.join(','));
   }
 
   grantLease(ttlSeconds: number): Promise<Lease> {
@@ -793,7 +800,9 @@ class Etcd3Store implements DirectoryStore {
         (error instanceof Error &&
           (error.constructor === GRPCGenericError || error.constructor === EtcdError));
       if (!unreachable) throw error;
-      throw new NormaError('CLUSTER_UNAVAILABLE', `cannot ${what} in etcd: ${(error as Error).message}`, {
+      // gRPC ends its messages with an empty "Resolution note: ".
+      const why = (error as Error).message.replace(/\.?\s*Resolution note:\s*$/, '');
+      throw new NormaError('CLUSTER_UNAVAILABLE', `cannot ${what} in etcd at ${this.endpoints}: ${why}`, {
         cause: error,
       });
     }

@@ -553,10 +553,7 @@ export class ClusterMember {
 
   /** Sends a control request line to member `name`; its answer lines come to `onLine`. */
   forward(name: string, line: string, onLine: (line: string, final: boolean) => void): void {
-    const member = [...this.#members.values()].find((m) => m.name === name);
-    if (member === undefined) {
-      throw new NormaError('NODE_UNKNOWN', `no live member of cluster ${this.cluster} is named ${name}`);
-    }
+    const member = this.#member(name);
     const id = this.#nextForward++;
     this.#forwarded.set(id, onLine);
     if (!this.#send(member.incarnation, { k: 'ctl', id, line })) {

@@ -1,51 +1,28 @@
 // A real cluster: etcd and three node daemons on loopback, each its own process, talking TLS with
 // credentials from `norma cluster init`. Commands go to one node and are forwarded with --node.
 import { strict as assert } from 'node:assert';
-import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { ok, on, poll, spawnTask, stopNode, task, tempStore } from '../node/node-helpers.js';
-import { norma } from '../support/cli.js';
-import { startEtcd, type TestEtcd } from '../support/etcd.js';
+import { ok, on, poll, spawnTask, task } from '../node/node-helpers.js';
+import { startCluster, type TestCluster } from '../support/cluster.js';
 import { repoRoot } from '../support/fixtures.js';
 
 const module = (name: string): string => join(repoRoot, 'tasks', 'build', `${name}.wasm`);
 
 describe('cluster of three node daemons (etcd, TLS, NORMA IPC)', function () {
   this.timeout(60_000);
-  let etcd: TestEtcd;
-  let clusterDir: string;
-  const stores: Record<string, string> = {};
-  const pids: Record<string, number> = {};
+  let cluster: TestCluster;
+  let stores: Record<string, string>;
+  let pids: Record<string, number>;
 
   before(async () => {
-    etcd = await startEtcd();
-    clusterDir = join(tempStore(), 'cluster');
-    const init = await norma(['cluster', 'init', clusterDir]);
-    assert.equal(init.code, 0, init.stderr);
-    for (const name of ['n1', 'n2', 'n3']) {
-      stores[name] = tempStore();
-      const started = await ok(
-        stores[name]!,
-        'node',
-        'start',
-        '--detach',
-        '--cluster',
-        clusterDir,
-        '--name',
-        name,
-        '--etcd',
-        etcd.endpoint,
-        '--lease-ttl',
-        '1',
-      );
-      pids[name] = Number(/pid (\d+)/.exec(started)![1]);
-    }
+    // A short lease, so that a killed node is noticed soon (2 s: an event loop held up for a moment
+    // under load must not cost a live node its membership).
+    cluster = await startCluster(['n1', 'n2', 'n3'], { leaseTtl: 2 });
+    ({ stores, pids } = cluster);
   });
 
   after(async () => {
-    for (const store of Object.values(stores)) await stopNode(store);
-    await etcd.stop();
-    for (const store of Object.values(stores)) rmSync(store, { recursive: true, force: true });
+    await cluster?.stop();
   });
 
   it('lists its members with `norma nodes` from any node', async () => {

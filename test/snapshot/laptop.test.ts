@@ -23,7 +23,9 @@ async function runInPieces(
     result = await norma(['resume', id, '--store', store, '--stop-after', String(stopAfterMs)]);
     stdout += result.stdout;
     pieces++;
-    assert.ok(pieces < 60, 'the task never finished');
+    // Only a guard against a run that never ends: how many pieces a run takes depends on how fast
+    // the machine is at the moment (each piece pays a process start and a resume).
+    assert.ok(pieces < 1000, 'the task never finished');
   }
   return { stdout, code: result.code, pieces, last: result };
 }
