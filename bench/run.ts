@@ -1,10 +1,12 @@
 /**
  * `npm run bench [-- name...] [--runs N] [--json]`: runs the benchmarks and prints each figure as a
- * ratio to a baseline measured in the same run. Names: instrumentation, ipc, move, transform, snapshot.
+ * ratio to a baseline measured in the same run. Names: instrumentation, ipc, move, remote-ipc,
+ * transform, snapshot.
  */
 import { benchInstrumentation } from './instrumentation.js';
 import { benchIpc } from './ipc.js';
 import { benchMove } from './move.js';
+import { benchRemoteIpc } from './remote-ipc.js';
 import { benchSnapshot } from './snapshot.js';
 import { reportedFigures } from './support.js';
 import { benchTransform } from './transform.js';
@@ -13,6 +15,7 @@ const benchmarks: Record<string, (runs: number) => Promise<void>> = {
   instrumentation: benchInstrumentation,
   ipc: benchIpc,
   move: benchMove,
+  'remote-ipc': benchRemoteIpc,
   snapshot: benchSnapshot,
   transform: benchTransform,
 };

@@ -2,7 +2,7 @@
  * Benchmark helpers: repeated timing with medians (this machine is noisy: 2 shared cores), and
  * report lines that state each figure as a ratio to a baseline measured in the same run.
  */
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +15,7 @@ export function readRepoFile(path: string): Uint8Array<ArrayBuffer> {
 
 /** A module cache private to this benchmark run. */
 export const benchCacheDirectory = mkdtempSync(join(tmpdir(), 'norma-bench-cache-'));
+process.on('exit', () => rmSync(benchCacheDirectory, { recursive: true, force: true }));
 
 export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -55,6 +56,26 @@ export async function compareMedians(
     }
   }
   return Object.fromEntries(Object.entries(times).map(([name, values]) => [name, median(values)]));
+}
+
+/**
+ * Like compareMedians, for contenders that measure themselves (a time taken inside a task, a rate):
+ * each returns its own figure; one untimed call each first, then `runs` rounds interleaved.
+ * Returns every contender's figures in run order.
+ */
+export async function compareMeasured(
+  contenders: Record<string, () => Promise<number>>,
+  runs: number,
+): Promise<Record<string, number[]>> {
+  const values: Record<string, number[]> = {};
+  for (const [name, fn] of Object.entries(contenders)) {
+    await fn();
+    values[name] = [];
+  }
+  for (let i = 0; i < runs; i++) {
+    for (const [name, fn] of Object.entries(contenders)) values[name]!.push(await fn());
+  }
+  return values;
 }
 
 export interface Figure {

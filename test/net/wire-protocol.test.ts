@@ -1,13 +1,16 @@
 import { strict as assert } from 'node:assert';
-import { Encoder } from 'cbor-x';
+import { Decoder, Encoder } from 'cbor-x';
 import { isNormaError } from '../../src/errors.js';
-import { frameSizeMax } from '../../src/limits.js';
+import { frameSizeMax, messageDescriptorsMax } from '../../src/limits.js';
 import {
   decodeFrameBody,
   encodeFrame,
   type Frame,
   FrameDecoder,
+  type FrameKind,
   frameHeaderBytes,
+  frameSchemas,
+  hotFrameChecks,
   parseNodeAddress,
   wireProtocolVersion,
 } from '../../src/net/wire-protocol.js';
@@ -240,3 +243,221 @@ describe('wire protocol: frames', () => {
     }
   });
 });
+
+describe('wire protocol: the hand-written checks of msg, ack and nack', () => {
+  const port = 'n1-1a2b3c4d.17';
+  const valid: Record<string, unknown>[] = [
+    { k: 'msg', port, seq: 1, dest: 's', id: 7, reply: null, descriptors: [], body: new Uint8Array(100) },
+    {
+      k: 'msg',
+      port: 'abc',
+      seq: Number.MAX_SAFE_INTEGER,
+      dest: 'o',
+      id: -(2 ** 31),
+      reply: { kind: 'o', port: 'x'.repeat(256) },
+      descriptors: [
+        { t: 'port', right: { kind: 's', port } },
+        { t: 'port', right: { kind: 'o', port, dead: true } },
+        { t: 'ool', bytes: new Uint8Array([1, 2, 3]) },
+      ],
+      body: new Uint8Array(0),
+    },
+    {
+      k: 'msg',
+      port,
+      seq: 0,
+      dest: 's',
+      id: 2 ** 32 - 1,
+      reply: { kind: 's', port, dead: true },
+      descriptors: Array.from({ length: messageDescriptorsMax }, () => ({
+        t: 'ool',
+        bytes: new Uint8Array(1),
+      })),
+      body: new Uint8Array(1),
+    },
+    { k: 'ack', port, seq: 0 },
+    { k: 'ack', port: 'x'.repeat(256), seq: Number.MAX_SAFE_INTEGER },
+    { k: 'nack', port, expected: 3, reason: 'full' },
+    { k: 'nack', port, expected: 0, reason: 'moved' },
+  ];
+
+  /** Values a broken or hostile peer might put in any field. */
+  const palette: unknown[] = [
+    undefined,
+    null,
+    true,
+    false,
+    0,
+    -0,
+    1,
+    -1,
+    1.5,
+    Number.NaN,
+    Number.POSITIVE_INFINITY,
+    Number.NEGATIVE_INFINITY,
+    2 ** 53,
+    -(2 ** 31) - 1,
+    2 ** 32,
+    2n,
+    '',
+    'ab',
+    'abc',
+    'x'.repeat(256),
+    'x'.repeat(257),
+    's',
+    'o',
+    'full',
+    'moved',
+    'port',
+    'ool',
+    'msg',
+    'x',
+    'S',
+    [],
+    [1],
+    {},
+    new Uint8Array(2),
+    Buffer.from('bytes'),
+    new Uint16Array(1),
+    { kind: 's', port },
+    { t: 'ool', bytes: new Uint8Array(1) },
+    { t: 'port', right: { kind: 's', port } },
+    // Arrays are not objects to a schema, whatever properties they carry.
+    Object.assign([], { kind: 's', port }),
+    Object.assign([], { t: 'ool', bytes: new Uint8Array(1) }),
+  ];
+
+  /** Paths to every field of a frame, nested ones included (reply, descriptors and their rights). */
+  function paths(value: unknown, prefix: (string | number)[] = []): (string | number)[][] {
+    if (value === null || typeof value !== 'object' || value instanceof Uint8Array) return [];
+    const keys: (string | number)[] = Array.isArray(value)
+      ? value.slice(0, 2).map((_, i) => i)
+      : Object.keys(value);
+    return keys.flatMap((key) => {
+      const path = [...prefix, key];
+      return [path, ...paths((value as Record<string | number, unknown>)[key], path)];
+    });
+  }
+
+  /** A deep copy of `frame` with the field at `path` set to `value`, or deleted (`remove`). */
+  function mutated(
+    frame: Record<string, unknown>,
+    path: (string | number)[],
+    value: unknown,
+    remove = false,
+  ) {
+    const copy = structuredClone(frame);
+    let at = copy as Record<string | number, unknown>;
+    for (const key of path.slice(0, -1)) at = at[key] as Record<string | number, unknown>;
+    const last = path[path.length - 1]!;
+    if (remove) delete at[last];
+    else at[last] = value;
+    return copy;
+  }
+
+  /** Every damaged variant of a valid frame: each field deleted or replaced, unknown fields added. */
+  function variants(frame: Record<string, unknown>): Record<string, unknown>[] {
+    const out: Record<string, unknown>[] = [];
+    for (const path of paths(frame)) {
+      if (path[0] === 'k') continue; // another kind is another schema
+      out.push(mutated(frame, path, undefined, true));
+      for (const value of palette) out.push(mutated(frame, path, value));
+      const field = path.reduce<unknown>((at, key) => (at as Record<string | number, unknown>)[key], frame);
+      if (
+        field !== null &&
+        typeof field === 'object' &&
+        !Array.isArray(field) &&
+        !(field instanceof Uint8Array)
+      ) {
+        out.push(mutated(frame, [...path, 'extra'], 1)); // an unknown field in a nested object
+      }
+    }
+    out.push({ ...frame, extra: 1 });
+    out.push({ ...frame, __proto_: 1 });
+    out.push(Object.assign(Object.create({ inherited: 1 }) as object, frame));
+    out.push(JSON.parse(`{"__proto__": 1, "k": ${JSON.stringify(frame.k)}}`) as Record<string, unknown>);
+    if (frame.k === 'msg') {
+      out.push({
+        ...frame,
+        descriptors: Array.from({ length: messageDescriptorsMax + 1 }, () => ({
+          t: 'ool',
+          bytes: new Uint8Array(1),
+        })),
+      });
+      out.push({ ...frame, descriptors: { length: 0 } });
+    }
+    return out;
+  }
+
+  const check = (frame: Record<string, unknown>): boolean => hotFrameChecks[frame.k as FrameKind]!(frame);
+  const zodAccepts = (frame: Record<string, unknown>): boolean =>
+    frameSchemas[frame.k as FrameKind].safeParse(frame).success;
+
+  it('accepts valid msg, ack and nack frames, as their schemas do', () => {
+    for (const frame of valid) {
+      assert.equal(zodAccepts(frame), true, `schema: ${String(frame.k)}`);
+      assert.equal(check(frame), true, `hand check: ${String(frame.k)}`);
+    }
+  });
+
+  it('accepts and refuses exactly what the schemas do, for every field deleted, replaced or added', () => {
+    let refused = 0;
+    let total = 0;
+    for (const frame of valid) {
+      for (const variant of variants(frame)) {
+        const expected = zodAccepts(variant);
+        assert.equal(check(variant), expected, `${expected ? 'refused' : 'accepted'}: ${show(variant)}`);
+        total++;
+        if (!expected) refused++;
+      }
+    }
+    // The corpus is mostly damage, and some replacements happen to be valid values.
+    assert.ok(refused > total * 0.8 && refused < total, `${refused} of ${total} refused`);
+  });
+
+  it('decodes a valid msg, ack or nack frame to the frame the schema would give', () => {
+    for (const frame of valid) {
+      const [, body] = encodeFrame(frame as Frame);
+      const decoded = decodeFrameBody(body) as unknown as Record<string, unknown>;
+      const parsed = frameSchemas[frame.k as FrameKind].parse(offTheWire(body));
+      assert.deepEqual({ ...decoded }, { ...(parsed as Record<string, unknown>) });
+      assert.deepEqual(JSON.stringify(decoded), JSON.stringify(frame));
+    }
+  });
+
+  it('refuses a damaged msg, ack or nack frame off the wire with NET_FRAME_MALFORMED, naming the field', () => {
+    for (const frame of valid.filter((f) => f.k !== 'msg' || (f.descriptors as unknown[]).length < 10)) {
+      for (const variant of variants(frame)) {
+        let bytes: Uint8Array;
+        try {
+          bytes = cbor.encode(variant);
+        } catch {
+          continue; // a value CBOR cannot carry (bigint on this encoder) never comes off the wire
+        }
+        // What the receiver sees is what CBOR carried: judge that, not the object before encoding.
+        const received = offTheWire(bytes) as Record<string, unknown>;
+        if (zodAccepts(received)) {
+          assert.equal(decodeFrameBody(bytes).k, frame.k);
+          continue;
+        }
+        assert.match(
+          codeOf(() => decodeFrameBody(bytes)),
+          new RegExp(`^NET_FRAME_MALFORMED: bad ${String(frame.k)} frame: \\w`),
+          show(variant),
+        );
+      }
+    }
+  });
+});
+
+/** A frame body decoded as wire-protocol.ts decodes it (byte strings as plain Uint8Array views). */
+function offTheWire(body: Uint8Array): unknown {
+  const decoder = new Decoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false });
+  return decoder.decode(new Uint8Array(body.buffer, body.byteOffset, body.byteLength));
+}
+
+function show(value: unknown): string {
+  return JSON.stringify(value, (_, v: unknown) =>
+    typeof v === 'bigint' ? `${v}n` : v instanceof Uint8Array ? `bytes(${v.length})` : v,
+  ).slice(0, 300);
+}
