@@ -6,53 +6,27 @@
  *
  * Real processes: an etcd, two node daemons talking TLS, the task moved back and forth.
  */
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ok, poll, spawnTask, task } from '../test/node/node-helpers.js';
 import { startCluster } from '../test/support/cluster.js';
-import { repoRoot } from '../test/support/fixtures.js';
+import { taskModulePath } from '../test/support/fixtures.js';
+import { TcpPeers } from './raw-tcp.js';
 import { median, report } from './support.js';
 
 const taskMiB = 64;
 
-/** Milliseconds raw TCP on loopback takes to carry `bytes` to another process (until it says so). */
-async function rawTcpMs(bytes: number): Promise<number> {
-  const receiver = spawn(
-    process.execPath,
-    [
-      '-e',
-      `const n=${bytes};require('net').createServer(s=>{let got=0;s.on('data',d=>{got+=d.length;if(got>=n)s.end('k')})}).listen(0,'127.0.0.1',function(){console.log(this.address().port)})`,
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  try {
-    const port = await new Promise<number>((resolve) =>
-      receiver.stdout.once('data', (data: Buffer) => resolve(Number(String(data).trim()))),
-    );
-    const { connect } = await import('node:net');
-    const chunk = Buffer.alloc(1 << 20, 7);
-    return await new Promise<number>((resolve, reject) => {
-      const socket = connect(port, '127.0.0.1', () => {
-        const started = performance.now();
-        socket.once('data', () => {
-          resolve(performance.now() - started);
-          socket.destroy();
-        });
-        for (let sent = 0; sent < bytes; sent += chunk.length) socket.write(chunk);
-      });
-      socket.on('error', reject);
-    });
-  } finally {
-    receiver.kill();
-  }
-}
-
 export async function benchMove(runs: number): Promise<void> {
+  const cleanups: (() => Promise<void>)[] = [];
   const cluster = await startCluster(['n1', 'n2']);
+  cleanups.push(() => cluster.stop());
   const { stores } = cluster;
   try {
-    const module = join(repoRoot, 'tasks', 'build', 'memory-fill.wasm');
+    const peers = await TcpPeers.start(cleanups);
+    // Raw TCP carrying the task's pages: 64 KiB frames from one process to another.
+    const rawTcpMs = async (): Promise<number> =>
+      (await peers.measure({ mode: 'bulk', count: taskMiB * 16, bytes: 64 * 1024, warmup: 16 })) / 1e6;
+    const module = taskModulePath('memory-fill');
     const id = await spawnTask(stores.n1!, module, '--', String(taskMiB));
     await poll('the task to fill its memory', async () =>
       (await ok(stores.n1!, 'logs', String(id))).includes('ready') ? true : undefined,
@@ -68,7 +42,7 @@ export async function benchMove(runs: number): Promise<void> {
       };
       if ((await task(stores[to]!, moved.tasks[0]!.id)).status !== 'running')
         throw new Error('not running after the move');
-      tcp.push(await rawTcpMs(taskMiB << 20));
+      tcp.push(await rawTcpMs());
       if (run > 0) downtimes.push(moved.downtimeMs); // the first move warms the module caches
       at = to;
     }
@@ -88,6 +62,6 @@ export async function benchMove(runs: number): Promise<void> {
         console.log(`${name}:`, lines.filter((line) => /moved|took over/.test(line)).join('\n'));
       }
     }
-    await cluster.stop();
+    for (const cleanup of cleanups.reverse()) await cleanup().catch((error: unknown) => console.error(error));
   }
 }

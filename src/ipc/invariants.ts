@@ -16,16 +16,7 @@ import { PortType } from '../abi/syscalls.js';
 import { portQueueLengthMax, userRefsMax } from '../limits.js';
 import type { IpcState } from './ipc.js';
 import type { PortId } from './port.js';
-import type { TransitRight } from './right.js';
-
-const validTypes: readonly number[] = [
-  PortType.RECEIVE,
-  PortType.SEND,
-  PortType.RECEIVE | PortType.SEND,
-  PortType.SEND_ONCE,
-  PortType.DEAD_NAME,
-  PortType.PORT_SET,
-];
+import { type TransitRight, validEntryTypes } from './right.js';
 
 export function auditIpcState(state: IpcState): string[] {
   const problems: string[] = [];
@@ -57,7 +48,7 @@ export function auditIpcState(state: IpcState): string[] {
       if (index < 1 || index >= space.nextIndex || space.generations[index] !== (name & 0xff)) {
         problems.push(`${where}: not a current name (index ${index}, generation ${name & 0xff})`);
       }
-      if (!validTypes.includes(entry.type))
+      if (!validEntryTypes.includes(entry.type))
         problems.push(`${where}: invalid type ${entry.type.toString(16)}`);
       const has = (bit: number): boolean => (entry.type & bit) !== 0;
       const live = has(PortType.RECEIVE) || has(PortType.SEND) || has(PortType.SEND_ONCE);

@@ -50,7 +50,7 @@ import {
   type RemoteHolding,
   type TaskId,
 } from './port.js';
-import type { TransitRight } from './right.js';
+import { type TransitRight, validEntryTypes } from './right.js';
 
 /** Version of the `IpcSnapshot` layout. */
 export const ipcSnapshotVersion = 1;
@@ -341,15 +341,6 @@ function copyMessage(msg: QueuedMessage): QueuedMessage {
 const portIdPattern = /^(.+)\.([1-9][0-9]*)$/s;
 const portIdLengthMax = 1024;
 
-const validTypes: readonly number[] = [
-  PortType.RECEIVE,
-  PortType.SEND,
-  PortType.RECEIVE | PortType.SEND,
-  PortType.SEND_ONCE,
-  PortType.DEAD_NAME,
-  PortType.PORT_SET,
-];
-
 type Loose = Record<string, unknown>;
 
 function isRecord(value: unknown): value is Loose {
@@ -466,7 +457,7 @@ function checkStructure(value: Loose, problems: string[]): void {
       }
       if (!name(entry.name)) problems.push(`${at}: name ${show(entry.name)}`);
       if (!isPortId(entry.object)) problems.push(`${at}: object ${show(entry.object)} is not a port id`);
-      if (!validTypes.includes(entry.type as number)) problems.push(`${at}: type ${show(entry.type)}`);
+      if (!validEntryTypes.includes(entry.type as number)) problems.push(`${at}: type ${show(entry.type)}`);
       if (!isInt(entry.urefs, 0, userRefsMax)) problems.push(`${at}: urefs ${show(entry.urefs)}`);
       nullablePortId(entry.request, `${at}.request`);
     }

@@ -26,6 +26,16 @@ export interface EntryState {
 /** The bits under which `byObject` in a space indexes an entry (one name per port per space). */
 export const indexedTypes = PortType.RECEIVE | PortType.SEND | PortType.PORT_SET;
 
+/** The types a space entry can have (any other combination of bits is corrupt state). */
+export const validEntryTypes: readonly number[] = [
+  PortType.RECEIVE,
+  PortType.SEND,
+  PortType.RECEIVE | PortType.SEND,
+  PortType.SEND_ONCE,
+  PortType.DEAD_NAME,
+  PortType.PORT_SET,
+];
+
 /** What a right in a queued message is. */
 export type TransitRightKind = 'send' | 'send-once' | 'receive';
 

@@ -585,11 +585,11 @@ export class NormaIpc {
    * become the ports: of what they had sent, the messages `from` had queued came in its state,
    * the others stay queued here after them.
    */
-  async arrive(
+  async arrive<T>(
     migration: Migration,
     from: string,
-    restore: (importIpc: IpcImporter) => Promise<void>,
-  ): Promise<void> {
+    restore: (importIpc: IpcImporter) => Promise<T>,
+  ): Promise<T> {
     const ipc = this.#kernel.ipc;
     const ports = migration.ipc.ports.map((p) => p.id);
     for (const portId of ports) {
@@ -608,7 +608,7 @@ export class NormaIpc {
       this.#received.delete(portId);
     }
     try {
-      await restore((taskIds, kernelPorts) =>
+      return await restore((taskIds, kernelPorts) =>
         importTasks(ipc, migration.ipc, {
           taskIds,
           kernelPorts,

@@ -337,7 +337,7 @@ export class ClusterMember {
     const names = await Promise.all(portIds.map((portId) => this.#directory.portLocation(portId)));
     const found = new Map<PortId, string>();
     portIds.forEach((portId, index) => {
-      const member = [...this.#members.values()].find((m) => m.name === names[index]);
+      const member = names[index] === null ? undefined : this.#named(names[index]!);
       if (member !== undefined) found.set(portId, member.incarnation);
     });
     return found;
@@ -530,7 +530,7 @@ export class ClusterMember {
 
   /** A live member by name or incarnation. */
   #member(name: string): MemberRecord {
-    const member = this.#members.get(name) ?? [...this.#members.values()].find((m) => m.name === name);
+    const member = this.#members.get(name) ?? this.#named(name);
     if (member === undefined) {
       throw new NormaError('NODE_UNKNOWN', `no live member of cluster ${this.cluster} is named ${name}`);
     }
@@ -540,6 +540,10 @@ export class ClusterMember {
   /** True once the node incarnation has left the cluster. */
   isGone(incarnation: string): boolean {
     return this.#gone.has(incarnation);
+  }
+
+  #named(name: string): MemberRecord | undefined {
+    return [...this.#members.values()].find((m) => m.name === name);
   }
 
   /** The name of the live member with this incarnation (for messages), or the incarnation. */

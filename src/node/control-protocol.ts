@@ -154,7 +154,10 @@ export interface Results {
     from: string;
     to: string;
     tasks: TaskRef[];
+    /** What travelled while the task was stopped. */
     transfer: TransferInfo;
+    /** Pages `to` pulled before the stop (the pre-copy). */
+    precopiedPages: number;
     downtimeMs: number;
   };
   kill: { task: TaskRef; action: 'killed' | 'dropped' | 'forgotten' };
@@ -168,7 +171,9 @@ export interface Results {
 /** A node of the cluster as `norma nodes` shows it. */
 /** What a snapshot's move between two stores carried (see task-mover.ts). */
 export interface TransferInfo {
+  /** The member the snapshot came from. */
   from: string;
+  /** Pages carried over the network, and those the store had already (not carried). */
   pagesSent: number;
   pagesSkipped: number;
   bytesSent: number;

@@ -27,7 +27,15 @@ import { Mutex } from '../snapshot/mutex.js';
 import { restoreSnapshot } from '../snapshot/restorer.js';
 import type { SnapshotStore } from '../snapshot/store.js';
 import type { ClusterMember } from './cluster-member.js';
-import type { Params, RecoverableTask, Results, TaskInfo, TaskRef, TaskStatus } from './control-protocol.js';
+import type {
+  Params,
+  RecoverableTask,
+  Results,
+  TaskInfo,
+  TaskRef,
+  TaskStatus,
+  TransferInfo,
+} from './control-protocol.js';
 import type { RequestContext } from './control-server.js';
 import {
   type NodePaths,
@@ -38,7 +46,7 @@ import {
 } from './node-files.js';
 import { type Journal, type JournalEntry, JournalWriter } from './task-journal.js';
 import { TaskLog } from './task-log.js';
-import { pullSnapshot, serveSnapshotCall, type TransferStats } from './task-mover.js';
+import { pullSnapshot, serveSnapshotCall } from './task-mover.js';
 
 /** How long a task leaving this node waits for what it sent to other nodes to be acknowledged. */
 const moveFlushTimeoutMs = 10_000;
@@ -227,7 +235,7 @@ export class NodeTasks {
       const resumed = await member.call(
         params.to,
         'resume',
-        { id: frozen.snapshot, ...(precopy === null ? {} : { precopy }) },
+        { id: frozen.snapshot, ...(precopy === null ? {} : { precopy: precopy.id }) },
         moveResumeTimeoutMs,
       );
       const downtimeMs = performance.now() - stoppedAt;
@@ -240,11 +248,12 @@ export class NodeTasks {
         to: params.to,
         tasks: resumed.tasks,
         transfer: resumed.transfer,
+        precopiedPages: precopy?.pagesSent ?? 0,
         downtimeMs,
       };
     } catch (error) {
       // Not handed off: it runs on here.
-      const entry = [...this.#entries.values()].find((e) => e.lastSnapshot === frozen.snapshot);
+      const entry = this.#entries.get(frozen.task.id);
       if (entry?.status === 'frozen' && this.kernel.isDetached(entry.id)) {
         await this.thaw({ snapshot: frozen.snapshot }).catch(() => {});
       }
@@ -256,9 +265,9 @@ export class NodeTasks {
    * Pre-copy (as live migration does): a checkpoint taken while the task runs on, pulled by `to`
    * ahead of the freeze, so that the freeze writes, and `to` pulls, only the pages that changed
    * since. Returns the checkpoint's id (removed here at once: its pages stay, shared with the
-   * freeze), or null when the task is not running.
+   * freeze) and how many pages `to` pulled, or null when the task is not running.
    */
-  async #precopy(ref: string, to: string): Promise<string | null> {
+  async #precopy(ref: string, to: string): Promise<{ id: string; pagesSent: number } | null> {
     const id = await this.#run(async () => {
       const entry = this.#find(ref);
       if (entry.status !== 'running' || entry.task === null) return null;
@@ -279,11 +288,11 @@ export class NodeTasks {
     });
     if (id === null) return null;
     try {
-      await this.#cluster().call(to, 'prefetch', { id }, moveResumeTimeoutMs);
+      const { pagesSent } = await this.#cluster().call(to, 'prefetch', { id }, moveResumeTimeoutMs);
+      return { id, pagesSent };
     } finally {
       await this.store.remove(id).catch(() => {});
     }
-    return id;
   }
 
   #cluster(): ClusterMember {
@@ -334,10 +343,10 @@ export class NodeTasks {
   async #arrival(
     prefix: string,
     from?: string,
-  ): Promise<{ id: string; source: string; sourceName: string; stats: TransferStats } | null> {
+  ): Promise<{ id: string; source: string; sourceName: string; stats: TransferInfo } | null> {
     const member = this.#member;
     if (member === null) return null;
-    let stats: TransferStats | null = null;
+    let stats: TransferInfo | null = null;
     let id: string;
     try {
       id = await this.store.resolveId(prefix);
@@ -589,17 +598,14 @@ export class NodeTasks {
     for (const { entry, inherited } of entries)
       if (inherited && entry.log.path !== null) await entry.log.open(entry.log.path);
     const io = (_record: unknown, index: number) => this.#io(entries[index]!.entry.log);
-    let result: Awaited<ReturnType<typeof restoreSnapshot>> | undefined;
-    if (moving === undefined) result = await restoreSnapshot(this.kernel, this.store, id, io);
-    else {
-      const { migration, from } = moving;
-      await this.#member!.ipc.arrive(migration, from, async (importIpc) => {
-        result = await restoreSnapshot(this.kernel, this.store, id, io, {
-          migration: { importIpc, names: migration.names },
-        });
-      });
-    }
-    if (result === undefined) throw new Error('restore: no result');
+    const result =
+      moving === undefined
+        ? await restoreSnapshot(this.kernel, this.store, id, io)
+        : await this.#cluster().ipc.arrive(moving.migration, moving.from, (importIpc) =>
+            restoreSnapshot(this.kernel, this.store, id, io, {
+              migration: { importIpc, names: moving.migration.names },
+            }),
+          );
     const pairs = result.tasks.map((task, index) => ({
       oldId: manifest.tasks[index]!.state.id,
       entry: entries[index]!.entry,

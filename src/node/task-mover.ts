@@ -22,17 +22,7 @@ import {
 import { loadPageHasher } from '../snapshot/page-hash.js';
 import type { SnapshotStore } from '../snapshot/store.js';
 import type { ClusterMember } from './cluster-member.js';
-
-/** What a pull carried (for the command's answer and the log). */
-export interface TransferStats {
-  /** The member the snapshot came from. */
-  from: string;
-  /** Pages carried over the network, and those the store had already (not carried). */
-  pagesSent: number;
-  pagesSkipped: number;
-  bytesSent: number;
-  ms: number;
-}
+import type { TransferInfo } from './control-protocol.js';
 
 /** Serves the snapshot side of a move from this node's store. */
 export async function serveSnapshotCall(
@@ -72,11 +62,15 @@ export async function pullSnapshot(
   store: SnapshotStore,
   prefix: string,
   from?: string,
-): Promise<{ id: string; manifest: SnapshotManifest; stats: TransferStats }> {
+): Promise<{ id: string; stats: TransferInfo }> {
   const started = performance.now();
-  const source = from ?? (await findSnapshot(member, prefix));
-  const { id } = await member.call(source, 'find', { snapshot: prefix });
-  if (id === null) throw new NormaError('SNAPSHOT_NOT_FOUND', `node ${source} has no snapshot ${prefix}`);
+  const { source, id } = await findSnapshot(member, prefix, from);
+  const stats: TransferInfo = { from: source, pagesSent: 0, pagesSkipped: 0, bytesSent: 0, ms: 0 };
+  if (await hasSnapshot(store, id)) {
+    stats.pagesSkipped = referencedPages(await store.readManifest(id)).size;
+    stats.ms = performance.now() - started;
+    return { id, stats };
+  }
   const hasher = await loadPageHasher();
   const { bytes: envelope } = await member.call(source, 'manifest', { id });
   let manifest: SnapshotManifest;
@@ -93,12 +87,6 @@ export async function pullSnapshot(
   }
   if (manifest.id !== id)
     throw new NormaError('SNAPSHOT_CORRUPT', `node ${source} sent the manifest of another snapshot`);
-  const stats: TransferStats = { from: source, pagesSent: 0, pagesSkipped: 0, bytesSent: 0, ms: 0 };
-  if (await hasSnapshot(store, id)) {
-    stats.pagesSkipped = referencedPages(manifest).size;
-    stats.ms = performance.now() - started;
-    return { id, manifest, stats };
-  }
   const commit = store.beginCommit();
   try {
     for (const hash of referencedBlobs(manifest)) {
@@ -142,7 +130,7 @@ export async function pullSnapshot(
     throw error;
   }
   stats.ms = performance.now() - started;
-  return { id, manifest, stats };
+  return { id, stats };
 }
 
 async function hasSnapshot(store: SnapshotStore, id: string): Promise<boolean> {
@@ -153,15 +141,30 @@ async function hasSnapshot(store: SnapshotStore, id: string): Promise<boolean> {
   }
 }
 
-/** The first other member that has the snapshot `prefix`. */
-async function findSnapshot(member: ClusterMember, prefix: string): Promise<string> {
-  const others = (await member.members()).filter((m) => !m.self);
+/** The snapshot's full id and the member that has it: `from`, else the first other member that does. */
+async function findSnapshot(
+  member: ClusterMember,
+  prefix: string,
+  from: string | undefined,
+): Promise<{ source: string; id: string }> {
+  const asked =
+    from === undefined ? (await member.members()).filter((m) => !m.self).map((m) => m.name) : [from];
   const answers = await Promise.allSettled(
-    others.map(async (m) =>
-      (await member.call(m.name, 'find', { snapshot: prefix })).id === null ? null : m.name,
-    ),
+    asked.map(async (source) => ({
+      source,
+      id: (await member.call(source, 'find', { snapshot: prefix })).id,
+    })),
   );
-  for (const answer of answers)
-    if (answer.status === 'fulfilled' && answer.value !== null) return answer.value;
-  throw new NormaError('SNAPSHOT_NOT_FOUND', `no member of the cluster has a snapshot ${prefix}`);
+  for (const answer of answers) {
+    if (answer.status === 'fulfilled' && answer.value.id !== null)
+      return { source: answer.value.source, id: answer.value.id };
+  }
+  // Asked one member: its own error (unreachable, …) says more than "not found".
+  if (from !== undefined && answers[0]?.status === 'rejected') throw answers[0].reason;
+  throw new NormaError(
+    'SNAPSHOT_NOT_FOUND',
+    from === undefined
+      ? `no member of the cluster has a snapshot ${prefix}`
+      : `node ${from} has no snapshot ${prefix}`,
+  );
 }

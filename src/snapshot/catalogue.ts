@@ -19,15 +19,21 @@ import type { RecordKind, RecordLocation } from './pack-file.js';
 
 const layoutVersion = '1';
 
-export interface CatalogueEntry {
+/** What listings show of a snapshot (`norma snapshot ls`). */
+export interface SnapshotSummary {
   id: string;
   createdAtMs: number;
   kind: 'task' | 'group';
   label: string;
   parent: string | null;
   tasks: number;
+  /** Distinct stored pages the snapshot refers to. */
   pages: number;
+  /** Logical bytes of memory referenced: the tasks' visible memories and the memory objects. */
   bytes: number;
+}
+
+export interface CatalogueEntry extends SnapshotSummary {
   manifestBytes: number;
   manifestHash: string;
 }

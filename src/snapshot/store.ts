@@ -51,6 +51,7 @@ import {
   encodePackLength,
   packKey,
   recordKey,
+  type SnapshotSummary,
   snapshotKey,
 } from './catalogue.js';
 import { type Commit, type CommitHost, type CommitStats, PendingCommit } from './commit.js';
@@ -83,20 +84,8 @@ import {
 import { Packs } from './packs.js';
 import { blobHash, loadPageHasher, type PageHasher } from './page-hash.js';
 
+export type { SnapshotSummary } from './catalogue.js';
 export type { Commit, CommitStats } from './commit.js';
-
-export interface SnapshotSummary {
-  id: string;
-  createdAtMs: number;
-  kind: 'task' | 'group';
-  label: string;
-  parent: string | null;
-  tasks: number;
-  /** Distinct stored pages the snapshot refers to. */
-  pages: number;
-  /** Logical bytes of memory referenced: the tasks' visible memories and the memory objects. */
-  bytes: number;
-}
 
 export interface StoreOptions {
   /** Store pages and blobs brotli-compressed (quality 1) when that makes them smaller. */

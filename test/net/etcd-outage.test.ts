@@ -16,9 +16,9 @@ import { exited, ok, on, poll, spawnTask, task, waitForTask } from '../node/node
 import type { CliResult } from '../support/cli.js';
 import { startCluster, type TestCluster } from '../support/cluster.js';
 import type { TestEtcd } from '../support/etcd.js';
-import { repoRoot } from '../support/fixtures.js';
+import { taskModulePath } from '../support/fixtures.js';
 
-const module = (name: string): string => join(repoRoot, 'tasks', 'build', `${name}.wasm`);
+const module = taskModulePath;
 /** The nodes' lease TTL, in seconds. */
 const leaseTtl = 2;
 /** A cluster command that meets a dead etcd fails within one etcd call, plus the CLI's own start. */

@@ -18,6 +18,29 @@ export interface TestCluster {
   stop(): Promise<void>;
 }
 
+/** Longest a stopped node may take to exit before it is killed. */
+const nodeExitMsMax = 5_000;
+
+/** Resolves once process `pid` has exited; SIGKILLs it after `nodeExitMsMax`. */
+async function processGone(pid: number): Promise<void> {
+  const alive = (): boolean => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  const deadline = performance.now() + nodeExitMsMax;
+  while (alive()) {
+    if (performance.now() > deadline) {
+      process.kill(pid, 'SIGKILL');
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 export async function startCluster(
   names: readonly string[],
   options: { leaseTtl?: number } = {},
@@ -29,6 +52,8 @@ export async function startCluster(
   const stop = async (): Promise<void> => {
     // A node stops even when etcd is down (it cannot leave then; its lease expires instead).
     for (const store of Object.values(stores)) await stopNode(store).catch(() => {});
+    // It answers `node stop` before its process is gone: none may outlive the cluster.
+    for (const pid of Object.values(pids)) await processGone(pid);
     await etcd.stop();
     for (const store of Object.values(stores)) rmSync(store, { recursive: true, force: true });
     rmSync(join(directory, '..'), { recursive: true, force: true });

@@ -2,7 +2,7 @@
  * Shared test fixtures: the example tasks, WAT modules compiled on the fly, a module cache private
  * to this test run, and a helper that runs a task on a kernel and collects what it printed.
  */
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,9 +15,15 @@ export const repoRoot = fileURLToPath(new URL('../../../', import.meta.url));
 
 /** One module cache for the whole run: transforms are slow, and ~/.cache is not the tests' to fill. */
 export const testCacheDirectory = mkdtempSync(join(tmpdir(), 'norma-test-cache-'));
+process.on('exit', () => rmSync(testCacheDirectory, { recursive: true, force: true }));
+
+/** The file of a built task (tasks/build/<name>.wasm), for commands that take a module path. */
+export function taskModulePath(name: string): string {
+  return join(repoRoot, 'tasks', 'build', `${name}.wasm`);
+}
 
 export function taskModule(name: string): Uint8Array<ArrayBuffer> {
-  return new Uint8Array(readFileSync(join(repoRoot, 'tasks', 'build', `${name}.wasm`)));
+  return new Uint8Array(readFileSync(taskModulePath(name)));
 }
 
 export function packageFile(path: string): Uint8Array<ArrayBuffer> {
