@@ -57,11 +57,39 @@ export async function benchMove(runs: number): Promise<void> {
     });
   } finally {
     if (process.env.NORMA_BENCH_VERBOSE) {
+      const logged: string[] = [];
       for (const [name, store] of Object.entries(stores)) {
         const lines = readFileSync(join(store, 'node.log'), 'utf8').split('\n');
-        console.log(`${name}:`, lines.filter((line) => /moved|took over/.test(line)).join('\n'));
+        const moves = lines.filter((line) => /moved|took over|staged/.test(line));
+        console.log(`${name}:`, moves.join('\n'));
+        logged.push(...moves);
       }
+      console.log(componentMedians(logged));
     }
     for (const cleanup of cleanups.reverse()) await cleanup().catch((error: unknown) => console.error(error));
   }
+}
+
+/** The median of each part of the downtime the nodes logged (every move, the first one included). */
+function componentMedians(lines: readonly string[]): string {
+  const parts: Record<string, RegExp> = {
+    freeze: /moved .*\(freeze ([\d.]+) ms/,
+    capture: /moved .*capture ([\d.]+) ms/,
+    write: /moved .*, write ([\d.]+) ms/,
+    'source journal': /moved .*, journal ([\d.]+) ms;/,
+    resume: /moved .*; resume ([\d.]+) ms/,
+    pull: /took over .*\(pull ([\d.]+) ms/,
+    ports: /took over .*, ports ([\d.]+) ms/,
+    restore: /took over .*, restore ([\d.]+) ms/,
+    'target journal': /took over .*, journal ([\d.]+) ms\)/,
+    'staging (before the stop)': /staged .* in ([\d.]+) ms/,
+  };
+  const medians = Object.entries(parts).map(([part, pattern]) => {
+    const values = lines.flatMap((line) => {
+      const match = pattern.exec(line);
+      return match ? [Number(match[1])] : [];
+    });
+    return `${part} ${values.length > 0 ? median(values).toFixed(1) : '-'} ms`;
+  });
+  return `medians: ${medians.join(', ')}`;
 }

@@ -17,7 +17,13 @@ import { Ipc, type IpcEvent } from '../ipc/index.js';
 import { eventLoopTurnMsMax, timeSliceMsDefault } from '../limits.js';
 import { checkImport, wasiModules } from '../runtime/import-policy.js';
 import { loadTaskImage, type TaskImage, type TransformProgress } from '../runtime/module-cache.js';
-import { block, type HostFunction, type SuspendingHandler, TaskInstance } from '../runtime/task-instance.js';
+import {
+  block,
+  type HostFunction,
+  type PreparedInstance,
+  type SuspendingHandler,
+  TaskInstance,
+} from '../runtime/task-instance.js';
 import { MemoryObjects } from '../vm/memory-object.js';
 import { DefaultPager } from '../vm/pager.js';
 import { Wasi, type WasiHost } from '../wasi/wasi.js';
@@ -258,10 +264,47 @@ export class Kernel {
    * calls `startRestored`. The task's IPC space must already exist (imported, or kept while it was
    * frozen on this node).
    */
-  async adoptRestored(state: TaskState, image: TaskImage, options: SpawnOptions): Promise<Task> {
+  async adoptRestored(
+    state: TaskState,
+    image: TaskImage,
+    options: SpawnOptions,
+    prepared?: PreparedInstance,
+  ): Promise<Task> {
     if (state.id >= this.#nextTaskId) this.#nextTaskId = state.id + 1;
     this.#detached.delete(state.id);
-    return this.#adopt(state, image, options, false);
+    return this.#adopt(state, image, options, false, prepared);
+  }
+
+  /** Attaches a prepared instance to the task its imports serve (the kernel's own step, at adoption). */
+  readonly #bindings = new WeakMap<PreparedInstance, (task: TaskRecord) => void>();
+
+  /**
+   * Instantiates an image before the task that will run in it exists (a move stages the task while
+   * it still runs on the other node, off its downtime): its imports find their task when it is
+   * adopted (`adoptRestored` with this instance). Nothing runs in it until then; it serves one task.
+   */
+  async prepareInstance(image: TaskImage): Promise<PreparedInstance> {
+    let record: TaskRecord | null = null;
+    const task = (): TaskRecord => {
+      if (record === null) throw new Error('a prepared instance was called before its task was adopted');
+      return record;
+    };
+    const handlers = makeSyscallHandlers(this, task);
+    const instance = await TaskInstance.instantiate(image.module, image.info, (suspending) =>
+      this.#imports(image, task, handlers, suspending),
+    );
+    const prepared: PreparedInstance = {
+      image,
+      instance,
+      get adopted() {
+        return record !== null;
+      },
+    };
+    this.#bindings.set(prepared, (adopted) => {
+      if (record !== null) throw new Error('a prepared instance serves one task only');
+      record = adopted;
+    });
+    return prepared;
   }
 
   /**
@@ -340,7 +383,10 @@ export class Kernel {
     image: TaskImage,
     options: SpawnOptions,
     createSpace: boolean,
+    prepared?: PreparedInstance,
   ): Promise<TaskRecord> {
+    if (prepared !== undefined && (prepared.image.imageHash !== image.imageHash || prepared.adopted))
+      throw new Error('adopt: the prepared instance is of another image, or serves a task already');
     const clock = new VirtualClock(state.clock, this.#clock);
     const host: WasiHost = {
       memory: () => record.instance.memory.visible(),
@@ -355,12 +401,20 @@ export class Kernel {
     const exited = new Promise<TaskExit>((resolve) => {
       resolveExit = resolve;
     });
-    let record!: TaskRecord;
-    const handlers = makeSyscallHandlers(this, () => record);
-    const instance = await TaskInstance.instantiate(image.module, image.info, (suspending) =>
-      this.#imports(image, () => record, wasi, handlers, suspending),
-    );
-    record = { state, image, instance, clock, wasi, exited, options, resolveExit, stdinWanted: false };
+    const ready = prepared ?? (await this.prepareInstance(image));
+    const instance = ready.instance;
+    const record: TaskRecord = {
+      state,
+      image,
+      instance,
+      clock,
+      wasi,
+      exited,
+      options,
+      resolveExit,
+      stdinWanted: false,
+    };
+    this.#bindings.get(ready)!(record);
     if (createSpace) this.ipc.createSpace(state.id);
     this.#tasks.set(state.id, record);
     this.#keepAlive ??= setInterval(() => undefined, 2 ** 30);
@@ -370,7 +424,6 @@ export class Kernel {
   #imports(
     image: TaskImage,
     task: () => TaskRecord,
-    wasi: Wasi,
     handlers: Record<SyscallName, SyscallHandler>,
     suspending: (handler: SuspendingHandler, resultType: 'i32' | 'i64' | null) => HostFunction,
   ): WebAssembly.Imports {
@@ -385,7 +438,7 @@ export class Kernel {
         const handler = handlers[name as SyscallName];
         add(module, name, suspending(this.#syscall(handler), syscalls[name as SyscallName].result));
       } else if ((wasiModules as readonly string[]).includes(module)) {
-        add(module, name, suspending(this.#wasiCall(wasi, module, name), resultType));
+        add(module, name, suspending(this.#wasiCall(module, name), resultType));
       } else if (module === 'env') {
         add(module, name, this.#assemblyScriptEnv(task, name));
       }
@@ -445,10 +498,11 @@ export class Kernel {
     });
   }
 
-  #wasiCall(wasi: Wasi, module: string, name: string): SuspendingHandler {
+  #wasiCall(module: string, name: string): SuspendingHandler {
     // A wait for stdin or a sleep is re-executed in full: the data is there now, or the clock is due.
+    // The calling task's own WASI: the import is made before the task exists (prepareInstance).
     return this.#suspendable((record, thread, args) => {
-      const outcome = wasi.call(module as (typeof wasiModules)[number], name, args);
+      const outcome = record.wasi.call(module as (typeof wasiModules)[number], name, args);
       switch (outcome.kind) {
         case 'return':
           return outcome.value;

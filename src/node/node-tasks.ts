@@ -22,9 +22,10 @@ import type { TaskExit } from '../kernel/task.js';
 import type { Migration } from '../net/norma-ipc.js';
 import type { CallArg, CallOp, CallValue } from '../net/wire-protocol.js';
 import { CaptureBuffers } from '../snapshot/capture.js';
-import { checkpointTasks, freezeTasks } from '../snapshot/freezer.js';
+import type { SnapshotManifest } from '../snapshot/format.js';
+import { checkpointTasks, type FreezeStats, freezeTasks } from '../snapshot/freezer.js';
 import { Mutex } from '../snapshot/mutex.js';
-import { restoreSnapshot } from '../snapshot/restorer.js';
+import { type RestoreResult, restoreSnapshot, type StagedTask, stageSnapshot } from '../snapshot/restorer.js';
 import type { SnapshotStore } from '../snapshot/store.js';
 import type { ClusterMember } from './cluster-member.js';
 import type {
@@ -52,6 +53,11 @@ import { pullSnapshot, serveSnapshotCall } from './task-mover.js';
 const moveFlushTimeoutMs = 10_000;
 /** How long a move waits for the other node to pull the snapshot and resume the task. */
 const moveResumeTimeoutMs = 120_000;
+/**
+ * How long a task staged for a move's resume waits for it: a move abandoned after its pre-copy must
+ * not hold the task's memory here for ever.
+ */
+const stageTimeoutMs = 60_000;
 
 interface Entry {
   id: number;
@@ -92,6 +98,10 @@ export class NodeTasks {
   #stopping = false;
   /** The node's cluster membership: tasks move between its members. */
   #member: ClusterMember | null = null;
+  /** The manifest of the last freeze: a move's prepare and hand-off check it right after. */
+  #lastFrozen: SnapshotManifest | null = null;
+  /** Tasks staged for the resume of a move, by pre-copy id (one each; see #stage). */
+  readonly #stages = new Map<string, { staged: Promise<StagedTask | null>; timer: NodeJS.Timeout }>();
 
   constructor(
     private readonly kernel: Kernel,
@@ -229,7 +239,7 @@ export class NodeTasks {
     }
     const precopy = await this.#precopy(params.task, params.to);
     const stoppedAt = performance.now();
-    const frozen = await this.freeze({ task: params.task });
+    const { frozen, stats, journalMs } = await this.#run(() => this.#freeze(params.task));
     const frozenAt = performance.now();
     try {
       const resumed = await member.call(
@@ -240,7 +250,10 @@ export class NodeTasks {
       );
       const downtimeMs = performance.now() - stoppedAt;
       this.log(
-        `moved ${frozen.task.name} to ${params.to}: stopped ${downtimeMs.toFixed(1)} ms (freeze ${(frozenAt - stoppedAt).toFixed(1)} ms)`,
+        `moved ${frozen.task.name} to ${params.to}: stopped ${downtimeMs.toFixed(1)} ms (freeze ${(frozenAt - stoppedAt).toFixed(1)} ms:` +
+          ` capture ${stats.frozenMs.toFixed(1)} ms with ${stats.pagesScanned - stats.pagesUnchanged} of ${stats.pagesScanned} pages changed,` +
+          ` write ${(stats.totalMs - stats.frozenMs).toFixed(1)} ms, journal ${journalMs.toFixed(1)} ms;` +
+          ` resume ${(performance.now() - frozenAt).toFixed(1)} ms)`,
       );
       return {
         snapshot: frozen.snapshot,
@@ -316,18 +329,24 @@ export class NodeTasks {
       case 'prefetch': {
         const { id } = arg as CallArg<'prefetch'>;
         const member = this.#cluster();
-        const { stats } = await pullSnapshot(member, this.store, id, member.memberName(from));
-        return { pagesSent: stats.pagesSent } as CallValue<Op>;
+        const pulled = await pullSnapshot(member, this.store, id, member.memberName(from));
+        // Before answering: the source freezes once it has the answer, and the stage is then ready.
+        await this.#stage(pulled.id);
+        return { pagesSent: pulled.stats.pagesSent } as CallValue<Op>;
       }
       case 'resume': {
         const { id, precopy } = arg as CallArg<'resume'>;
+        const stage = precopy === undefined ? null : this.#takeStage(precopy);
         return this.#run(async () => {
           const arrival = await this.#arrival(id, this.#member!.memberName(from));
           if (arrival === null)
             throw new NormaError('MOVE_FAILED', `snapshot ${id} is not frozen on the node that asked`);
-          const restored = await this.#arrive(arrival);
-          // The pre-copy served its purpose: its pages are the new snapshot's now.
-          if (precopy !== undefined) await this.store.remove(precopy).catch(() => {});
+          const restored = await this.#arrive(arrival, (await stage) ?? undefined);
+          // The pre-copy served its purpose: its pages are the new snapshot's now. Removed after the
+          // answer (the task runs here already): a catalogue write and two syncs off the downtime.
+          if (precopy !== undefined) {
+            void this.#run(() => this.store.remove(precopy), true).catch(() => {});
+          }
           return { tasks: restored.map((entry) => this.#ref(entry)), transfer: arrival.stats };
         }) as Promise<CallValue<Op>>;
       }
@@ -337,35 +356,84 @@ export class NodeTasks {
   }
 
   /**
+   * Stages the task of pre-copy `id` for the resume of its move (restorer.ts stageSnapshot): the
+   * module instantiated and the memory filled while the task still runs on the source, so that the
+   * resume writes only the pages that changed since. One stage per pre-copy; dropped when the resume
+   * takes it, or after stageTimeoutMs. A stage that fails costs nothing but time: the resume then
+   * restores the ordinary way.
+   */
+  async #stage(id: string): Promise<void> {
+    let stage = this.#stages.get(id);
+    if (stage === undefined) {
+      const started = performance.now();
+      const staged = stageSnapshot(this.kernel, this.store, id).then(
+        (staged) => {
+          this.log(`staged ${id} for its move in ${(performance.now() - started).toFixed(1)} ms`);
+          return staged;
+        },
+        (error: unknown) => {
+          this.log(`staging ${id} for its move failed: ${(error as Error).message}`);
+          return null;
+        },
+      );
+      const timer = setTimeout(() => void this.#takeStage(id), stageTimeoutMs);
+      timer.unref();
+      stage = { staged, timer };
+      this.#stages.set(id, stage);
+    }
+    await stage.staged;
+  }
+
+  /** The stage of pre-copy `id`, no longer kept here (null: none, or it failed). */
+  #takeStage(id: string): Promise<StagedTask | null> | null {
+    const stage = this.#stages.get(id);
+    if (stage === undefined) return null;
+    this.#stages.delete(id);
+    clearTimeout(stage.timer);
+    return stage.staged;
+  }
+
+  /**
    * A snapshot to thaw here that another live member froze: pulled into this store if missing, and
    * the member its tasks are frozen on (which hands their ports over). Null: an ordinary thaw.
    */
   async #arrival(
     prefix: string,
     from?: string,
-  ): Promise<{ id: string; source: string; sourceName: string; stats: TransferInfo } | null> {
+  ): Promise<{
+    id: string;
+    source: string;
+    sourceName: string;
+    stats: TransferInfo;
+    manifest: SnapshotManifest;
+  } | null> {
     const member = this.#member;
     if (member === null) return null;
     let stats: TransferInfo | null = null;
     let id: string;
+    let manifest: SnapshotManifest | null = null;
     try {
       id = await this.store.resolveId(prefix);
     } catch (error) {
       if (!(error instanceof NormaError && error.code === 'SNAPSHOT_NOT_FOUND')) throw error;
-      const pulled = await pullSnapshot(member, this.store, prefix, from);
-      id = pulled.id;
-      stats = pulled.stats;
+      ({ id, stats, manifest } = await pullSnapshot(member, this.store, prefix, from));
     }
-    const manifest = await this.store.readManifest(id);
+    manifest ??= await this.store.readManifest(id);
     const source = manifest.node.id;
     if (source === this.kernel.nodeId || member.isGone(source)) return null;
     const sourceName = member.memberName(source);
     stats ??= { from: sourceName, pagesSent: 0, pagesSkipped: 0, bytesSent: 0, ms: 0 };
-    return { id, source, sourceName, stats };
+    return { id, source, sourceName, stats, manifest };
   }
 
-  /** Takes over the tasks of a snapshot frozen on another member, and resumes them here. */
-  async #arrive(arrival: { id: string; source: string }): Promise<Entry[]> {
+  /**
+   * Takes over the tasks of a snapshot frozen on another member, and resumes them here (from `stage`
+   * when it was staged from the move's pre-copy).
+   */
+  async #arrive(
+    arrival: { id: string; source: string; stats: TransferInfo; manifest: SnapshotManifest },
+    stage?: StagedTask,
+  ): Promise<Entry[]> {
     const member = this.#cluster();
     const started = performance.now();
     const { ports } = await member.call(arrival.source, 'prepare', { id: arrival.id });
@@ -378,12 +446,25 @@ export class NodeTasks {
       throw error;
     }
     const handedOff = performance.now();
-    const { restored } = await this.#thaw(arrival.id, () => undefined, { migration, from: arrival.source });
+    const { restored, staged } = await this.#thaw(arrival.id, () => undefined, {
+      migration,
+      from: arrival.source,
+      manifest: arrival.manifest,
+      ...(stage === undefined ? {} : { stage }),
+    });
     const resumed = performance.now();
     await this.#journal.write();
+    const journaled = performance.now();
+    const from =
+      stage === undefined
+        ? 'no stage'
+        : staged === null
+          ? 'stage not usable'
+          : `stage: ${staged.pagesKept} pages kept, ${staged.pagesWritten} written`;
     this.log(
       `took over ${restored.map((e) => `${e.name} (task ${e.id})`).join(', ')} from ${member.memberName(arrival.source)}` +
-        ` (ports ${(handedOff - started).toFixed(1)} ms, restore ${(resumed - handedOff).toFixed(1)} ms)`,
+        ` (pull ${arrival.stats.ms.toFixed(1)} ms, ports ${(handedOff - started).toFixed(1)} ms, restore ${(resumed - handedOff).toFixed(1)} ms, ${from},` +
+        ` journal ${(journaled - resumed).toFixed(1)} ms)`,
     );
     return restored;
   }
@@ -398,7 +479,7 @@ export class NodeTasks {
         hint: 'It was thawed, killed or moved since: `norma ps` on that node says which.',
       });
     }
-    const manifest = await this.store.readManifest(id);
+    const manifest = this.#lastFrozen?.id === id ? this.#lastFrozen : await this.store.readManifest(id);
     if (manifest.tasks.length !== 1 || manifest.memoryObjects.objects.length > 0) {
       throw new NormaError(
         'MOVE_UNSUPPORTED',
@@ -495,26 +576,39 @@ export class NodeTasks {
   }
 
   freeze(params: Params<'freeze'>): Promise<Results['freeze']> {
-    return this.#run(async () => {
-      const entry = this.#find(params.task);
-      await this.#quiesce([entry]);
-      const task = this.#runningTask(entry);
-      try {
-        const { manifest } = await freezeTasks(this.kernel, this.store, [task], {
-          kind: 'task',
-          label: entry.name,
-          parent: entry.lastSnapshot,
-        });
-        entry.lastSnapshot = manifest.id;
-        entry.status = 'frozen';
-      } catch (error) {
-        this.#startCheckpoints(entry);
-        throw error;
-      }
-      await this.#journal.write();
-      this.log(`froze ${entry.name} (task ${entry.id}) into ${entry.lastSnapshot}`);
-      return { snapshot: entry.lastSnapshot, task: this.#ref(entry) };
-    });
+    return this.#run(async () => (await this.#freeze(params.task)).frozen);
+  }
+
+  /** freeze, with what the move's log reports: the freeze's stats and the journal write's time. */
+  async #freeze(ref: string): Promise<{ frozen: Results['freeze']; stats: FreezeStats; journalMs: number }> {
+    const entry = this.#find(ref);
+    await this.#quiesce([entry]);
+    const task = this.#runningTask(entry);
+    let frozen: Awaited<ReturnType<typeof freezeTasks>>;
+    try {
+      // The checkpoint buffers (a move's pre-copy left them): only what changed is copied and hashed.
+      frozen = await freezeTasks(
+        this.kernel,
+        this.store,
+        [task],
+        { kind: 'task', label: entry.name, parent: entry.lastSnapshot },
+        entry.buffers ?? undefined,
+      );
+    } catch (error) {
+      this.#startCheckpoints(entry);
+      throw error;
+    }
+    entry.lastSnapshot = frozen.manifest.id;
+    entry.status = 'frozen';
+    this.#lastFrozen = frozen.manifest;
+    // A frozen task holds no copy of its memory here (the next checkpoint after a thaw copies all).
+    entry.buffers = null;
+    const journalStarted = performance.now();
+    await this.#journal.write();
+    const journalMs = performance.now() - journalStarted;
+    this.log(`froze ${entry.name} (task ${entry.id}) into ${entry.lastSnapshot}`);
+    const snapshot = frozen.manifest.id;
+    return { frozen: { snapshot, task: this.#ref(entry) }, stats: frozen.stats, journalMs };
   }
 
   thaw(params: Params<'thaw'>): Promise<Results['thaw']> {
@@ -546,10 +640,11 @@ export class NodeTasks {
   async #thaw(
     idOrPrefix: string,
     afterRestore: (pairs: readonly { oldId: number; entry: Entry; task: Task }[]) => void,
-    moving?: { migration: Migration; from: string },
-  ): Promise<{ snapshot: string; restored: Entry[] }> {
+    moving?: { migration: Migration; from: string; manifest: SnapshotManifest; stage?: StagedTask },
+  ): Promise<{ snapshot: string; restored: Entry[]; staged: RestoreResult['staged'] }> {
     const id = await this.store.resolveId(idOrPrefix);
-    const manifest = await this.store.readManifest(id);
+    // A moving task's manifest was read (or pulled) just before: not read a second and third time.
+    const manifest = moving?.manifest.id === id ? moving.manifest : await this.store.readManifest(id);
     const sameNode = manifest.node.id === this.kernel.nodeId;
     const entries = manifest.tasks.map((record): { entry: Entry; inherited: boolean } => {
       const oldId = record.state.id;
@@ -603,7 +698,9 @@ export class NodeTasks {
         ? await restoreSnapshot(this.kernel, this.store, id, io)
         : await this.#cluster().ipc.arrive(moving.migration, moving.from, (importIpc) =>
             restoreSnapshot(this.kernel, this.store, id, io, {
+              manifest,
               migration: { importIpc, names: moving.migration.names },
+              ...(moving.stage === undefined ? {} : { stage: moving.stage }),
             }),
           );
     const pairs = result.tasks.map((task, index) => ({
@@ -625,7 +722,7 @@ export class NodeTasks {
         await entry.log.open(join(this.paths.logsDirectory, `${entry.name}-${entry.id}.log`));
       this.#started(entry, task);
     }
-    return { snapshot: id, restored: pairs.map((pair) => pair.entry) };
+    return { snapshot: id, restored: pairs.map((pair) => pair.entry), staged: result.staged };
   }
 
   kill(params: Params<'kill'>): Promise<Results['kill']> {
@@ -799,6 +896,7 @@ export class NodeTasks {
   stop(): Promise<Results['stop']> {
     return this.#run(async () => {
       this.#stopping = true;
+      for (const id of [...this.#stages.keys()]) void this.#takeStage(id);
       await this.#quiesce([...this.#entries.values()]);
       let killed = 0;
       for (const entry of this.#entries.values()) {

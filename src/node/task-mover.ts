@@ -53,26 +53,42 @@ export async function serveSnapshotCall(
   }
 }
 
+/** A whole snapshot id (not a prefix). */
+const wholeId = /^[0-9a-f]{16}$/;
+
 /**
  * Finds the member whose store has the snapshot `prefix` and copies it into `store` (what `store`
- * has already is not sent). Returns the full id, where it came from and what travelled.
+ * has already is not sent). Returns the full id, where it came from and what travelled, and its
+ * manifest (checked, as any read from the store is: the caller need not read it again).
  */
 export async function pullSnapshot(
   member: ClusterMember,
   store: SnapshotStore,
   prefix: string,
   from?: string,
-): Promise<{ id: string; stats: TransferInfo }> {
+): Promise<{ id: string; stats: TransferInfo; manifest: SnapshotManifest }> {
   const started = performance.now();
-  const { source, id } = await findSnapshot(member, prefix, from);
+  // A whole id from a known member (a move) needs no search: its manifest call says if it is there.
+  const { source, id } =
+    from !== undefined && wholeId.test(prefix)
+      ? { source: from, id: prefix }
+      : await findSnapshot(member, prefix, from);
   const stats: TransferInfo = { from: source, pagesSent: 0, pagesSkipped: 0, bytesSent: 0, ms: 0 };
   if (await hasSnapshot(store, id)) {
-    stats.pagesSkipped = referencedPages(await store.readManifest(id)).size;
+    const manifest = await store.readManifest(id);
+    stats.pagesSkipped = referencedPages(manifest).size;
     stats.ms = performance.now() - started;
-    return { id, stats };
+    return { id, stats, manifest };
   }
   const hasher = await loadPageHasher();
-  const { bytes: envelope } = await member.call(source, 'manifest', { id });
+  let envelope: Uint8Array;
+  try {
+    ({ bytes: envelope } = await member.call(source, 'manifest', { id }));
+  } catch (error) {
+    if (error instanceof NormaError && error.code === 'SNAPSHOT_NOT_FOUND')
+      throw new NormaError('SNAPSHOT_NOT_FOUND', `node ${source} has no snapshot ${prefix}`);
+    throw error;
+  }
   let manifest: SnapshotManifest;
   try {
     manifest = decodeManifest(envelope, hasher);
@@ -124,13 +140,13 @@ export async function pullSnapshot(
         stats.bytesSent += page.length;
       });
     }
-    await commit.finish(manifest);
+    await commit.finish(manifest, envelope);
   } catch (error) {
     await commit.abort();
     throw error;
   }
   stats.ms = performance.now() - started;
-  return { id, stats };
+  return { id, stats, manifest };
 }
 
 async function hasSnapshot(store: SnapshotStore, id: string): Promise<boolean> {

@@ -15,6 +15,7 @@ import { NormaError } from '../errors.js';
 import type { ThreadState } from '../kernel/thread.js';
 import { wasmPageBytes } from '../limits.js';
 import { GuestMemory } from './guest-memory.js';
+import type { TaskImage } from './module-cache.js';
 import type { TransformInfo } from './transform.js';
 
 /** Returned by a suspending-import handler to suspend the calling thread. */
@@ -39,6 +40,17 @@ export interface SavedGlobal {
   readonly exportName: string;
   readonly type: 'i32' | 'i64' | 'f32' | 'f64';
   readonly value: number | bigint;
+}
+
+/**
+ * An instance made before the task that will run in it (Kernel.prepareInstance), adopted later with
+ * Kernel.adoptRestored: a move stages its task on the target node while it still runs on the source.
+ */
+export interface PreparedInstance {
+  readonly image: TaskImage;
+  readonly instance: TaskInstance;
+  /** True once a task was adopted with it: it serves one task only. */
+  readonly adopted: boolean;
 }
 
 /** Offset of the frames in the hidden region, after asyncify's {current, end} pair. */

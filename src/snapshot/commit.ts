@@ -52,8 +52,12 @@ export interface Commit {
   hasPut(hash: string): boolean;
   /** Stores a blob (copied before returning); ignored if the store has it or it was already put. */
   putBlob(hash: string, bytes: Uint8Array): void;
-  /** Makes everything durable and then the snapshot visible, atomically; rolls back on failure. */
-  finish(manifest: SnapshotManifest): Promise<CommitStats>;
+  /**
+   * Makes everything durable and then the snapshot visible, atomically; rolls back on failure.
+   * `envelope`: the manifest's encoding when the caller has it (a snapshot pulled from another
+   * node), stored as it is instead of encoding the manifest again (it is checked all the same).
+   */
+  finish(manifest: SnapshotManifest, envelope?: Uint8Array): Promise<CommitStats>;
   /** Gives up the commit and the space it took; harmless after finish (even a failed one). */
   abort(): Promise<void>;
 }
@@ -65,7 +69,11 @@ export interface CommitHost {
   readonly compress: boolean;
   hasPage(hash: string): boolean;
   hasBlob(hash: string): boolean;
-  finishCommit(commit: PendingCommit, manifest: SnapshotManifest): Promise<CommitStats>;
+  finishCommit(
+    commit: PendingCommit,
+    manifest: SnapshotManifest,
+    envelope?: Uint8Array,
+  ): Promise<CommitStats>;
   abortCommit(commit: PendingCommit): Promise<void>;
 }
 
@@ -197,10 +205,10 @@ export class PendingCommit implements Commit {
     this.append('blob', hash, stored, bytes.length, encoding);
   }
 
-  finish(manifest: SnapshotManifest): Promise<CommitStats> {
+  finish(manifest: SnapshotManifest, envelope?: Uint8Array): Promise<CommitStats> {
     assert.equal(this.state, 'open', 'finish on a commit that is finishing or done');
     this.state = 'finishing';
-    return this.host.finishCommit(this, manifest);
+    return this.host.finishCommit(this, manifest, envelope);
   }
 
   async abort(): Promise<void> {

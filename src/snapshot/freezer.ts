@@ -17,6 +17,12 @@ export interface FreezeStats {
   /** Milliseconds the tasks were stopped to copy their state. */
   frozenMs: number;
   pagesScanned: number;
+  /**
+   * Pages the capture found unchanged since the checkpoint last written from the same buffer: not
+   * copied, not hashed (their references were known). The rest of the scanned pages were hashed,
+   * unless zero.
+   */
+  pagesUnchanged: number;
   pagesZero: number;
   pagesAlreadyStored: number;
   pagesWritten: number;
@@ -41,6 +47,7 @@ export function newSnapshotId(): string {
 
 interface PageCounter {
   scanned: number;
+  unchanged: number;
   zero: number;
   alreadyStored: number;
 }
@@ -61,20 +68,31 @@ export function freezerReady(): boolean {
 /** Pages of a large memory are hashed on two threads from this many non-zero pages on. */
 const parallelHashPagesMin = 32;
 
-/** Page references of `memory`, putting every page the store lacks into the commit. */
+/**
+ * Page references of `memory`, putting every page the store lacks into the commit. A page whose
+ * reference the capture knows (`known`, see CapturedTask.knownPages) is neither checked nor hashed.
+ */
 async function pageRefs(
   memory: Uint8Array,
   hasher: PageHasher,
   store: SnapshotStore,
   commit: Commit,
   count: PageCounter,
+  known: readonly (PageRef | undefined)[] | null = null,
 ): Promise<PageRef[]> {
   const pages = memory.length / snapshotPageBytes;
   const refs: PageRef[] = new Array(pages).fill(null);
   const nonZero: number[] = [];
+  const reused: number[] = [];
   for (let index = 0; index < pages; index++) {
     count.scanned++;
-    if (isZeroPage(memory.subarray(index * snapshotPageBytes, (index + 1) * snapshotPageBytes))) count.zero++;
+    const ref = known?.[index];
+    if (ref !== undefined) {
+      count.unchanged++;
+      if (ref === null) count.zero++;
+      else reused.push(index);
+    } else if (isZeroPage(memory.subarray(index * snapshotPageBytes, (index + 1) * snapshotPageBytes)))
+      count.zero++;
     else nonZero.push(index);
   }
   // The worker takes the second half when it can (shared memory, enough pages, started).
@@ -98,6 +116,8 @@ async function pageRefs(
     // The capture copy stays untouched until the commit settles: no copy of the page is made.
     commit.putPageRef(hash, memory.subarray(index * snapshotPageBytes, (index + 1) * snapshotPageBytes));
   };
+  // Still the store's check: the page a known reference names may have been removed since (gc).
+  for (const index of reused) put(index, known![index]!);
   for (const index of nonZero.slice(0, split)) {
     put(index, hasher.hash(memory.subarray(index * snapshotPageBytes, (index + 1) * snapshotPageBytes)));
   }
@@ -123,7 +143,7 @@ export async function writeSnapshot(
   const commit = store.beginCommit();
   try {
     const hashStarted = performance.now();
-    const count: PageCounter = { scanned: 0, zero: 0, alreadyStored: 0 };
+    const count: PageCounter = { scanned: 0, unchanged: 0, zero: 0, alreadyStored: 0 };
     const tasks = [];
     for (const task of capture.tasks) {
       if (!store.hasBlob(task.image.imageHash)) commit.putBlob(task.image.imageHash, task.image.bytes);
@@ -136,7 +156,7 @@ export async function writeSnapshot(
         },
         memory: {
           visibleBytes: task.memory.length,
-          pages: await pageRefs(task.memory, hasher, store, commit, count),
+          pages: await pageRefs(task.memory, hasher, store, commit, count, task.knownPages),
         },
         globals: [...task.globals],
       });
@@ -171,6 +191,7 @@ export async function writeSnapshot(
       stats: {
         frozenMs: capture.frozenMs,
         pagesScanned: count.scanned,
+        pagesUnchanged: count.unchanged,
         pagesZero: count.zero,
         pagesAlreadyStored: count.alreadyStored,
         pagesWritten: committed.pagesWritten,
@@ -191,22 +212,27 @@ export async function writeSnapshot(
  * Freezes `tasks` as one consistent snapshot and stops them. The state is captured at once, at the
  * moment of the request; the tasks stay paused until the commit is durable, so nothing they would do
  * in between is lost or done twice on resume. If opening the store or the commit fails (a full
- * disk: STORE_FULL), they run on as if nothing happened and the error is thrown.
+ * disk: STORE_FULL), they run on as if nothing happened and the error is thrown. With `buffers`
+ * (the tasks' checkpoint buffers), only the pages changed since their last checkpoint are copied
+ * and hashed.
  */
 export async function freezeTasks(
   kernel: Kernel,
   store: SnapshotStore | Promise<SnapshotStore>,
   tasks: readonly Task[],
   meta: SnapshotMeta,
+  buffers?: CaptureBuffers,
 ): Promise<{ manifest: SnapshotManifest; stats: FreezeStats }> {
-  const capture = captureTasks(kernel, tasks);
+  const capture = captureTasks(kernel, tasks, buffers);
   kernel.pause(tasks);
-  let result: { manifest: SnapshotManifest; stats: FreezeStats };
+  let result: { manifest: SnapshotManifest; stats: FreezeStats } | null = null;
   try {
     result = await writeSnapshot(await store, capture, meta);
   } catch (error) {
     kernel.unpause(tasks);
     throw error;
+  } finally {
+    if (buffers !== undefined) releaseBuffers(buffers, capture, result?.manifest ?? null);
   }
   for (const task of tasks) kernel.detach(task);
   return result;
@@ -224,9 +250,21 @@ export async function checkpointTasks(
   buffers: CaptureBuffers,
 ): Promise<{ manifest: SnapshotManifest; stats: FreezeStats }> {
   const capture = captureTasks(kernel, tasks, buffers);
+  let result: { manifest: SnapshotManifest; stats: FreezeStats } | null = null;
   try {
-    return await writeSnapshot(store, capture, meta);
+    result = await writeSnapshot(store, capture, meta);
+    return result;
   } finally {
-    for (const task of capture.tasks) buffers.release(task.state.id, task.memory);
+    releaseBuffers(buffers, capture, result?.manifest ?? null);
   }
+}
+
+/**
+ * Gives the capture's buffers back with the page references the committed snapshot recorded for
+ * them (exactly their contents); after a failed write, with none: a ref is reused only if it names
+ * the bytes in the buffer and the store has (or is given) them.
+ */
+function releaseBuffers(buffers: CaptureBuffers, capture: Capture, written: SnapshotManifest | null): void {
+  for (const [index, task] of capture.tasks.entries())
+    buffers.release(task.state.id, task.memory, written?.tasks[index]?.memory.pages ?? null);
 }

@@ -18,8 +18,10 @@ import { importTasks, type KObject, validateIpcSnapshot } from '../ipc/index.js'
 import type { Kernel, SpawnOptions, Task } from '../kernel/kernel.js';
 import type { TaskState } from '../kernel/task.js';
 import { imageFromSnapshot, loadTaskImage, moduleHash, type TaskImage } from '../runtime/module-cache.js';
+import type { PreparedInstance } from '../runtime/task-instance.js';
 import { transformVersion } from '../runtime/transform.js';
-import { type SnapshotManifest, snapshotPageBytes, type TaskRecord } from './format.js';
+import { type PageRef, type SnapshotManifest, snapshotPageBytes, type TaskRecord } from './format.js';
+import { isZeroPage } from './page-hash.js';
 import type { SnapshotStore } from './store.js';
 
 /** Per-task process wiring (stdout, stderr, stdin) for the restored tasks, by position in the snapshot. */
@@ -46,18 +48,61 @@ export interface RestoreOptions {
     ): void;
     names: readonly { service: string; portId: string }[];
   };
+  /**
+   * The task staged from an earlier snapshot of it (`stageSnapshot`, a move's pre-copy): its
+   * instance is used, and only the pages that differ from the stage's are written. A stage that does
+   * not fit (another module, a smaller memory, a group) is not used: the restore takes the normal
+   * path. Either way the stage is used up.
+   */
+  readonly stage?: StagedTask;
+  /**
+   * The snapshot's manifest when the caller has just read it from this store, or committed it there
+   * (a snapshot pulled from another node): decoded and checked then, it is not read again.
+   */
+  readonly manifest?: SnapshotManifest;
 }
 
 export interface RestoreResult {
   readonly manifest: SnapshotManifest;
   readonly tasks: readonly Task[];
   readonly resumeMs: number;
+  /** When a stage was used: the pages it already held, and the pages written at the restore. */
+  readonly staged: { readonly pagesKept: number; readonly pagesWritten: number } | null;
+}
+
+/**
+ * A task put into an instance ahead of its resume: the module loaded and instantiated, the memory
+ * sized and filled with the pages of an earlier snapshot (a move's pre-copy, while the task still
+ * runs on the other node), so that the resume writes only the pages that changed since.
+ */
+export interface StagedTask {
+  /** The snapshot staged. */
+  readonly snapshot: string;
+  readonly prepared: PreparedInstance;
+  /** The memory below this holds exactly the pages `pages` name (read and verified from the store). */
+  readonly visibleBytes: number;
+  readonly pages: readonly PageRef[];
+  /** Set by the restore that takes it (used or not): its memory may no longer match `pages`. */
+  taken: boolean;
 }
 
 const oldIdsOf = (manifest: SnapshotManifest): number[] => manifest.tasks.map((task) => task.state.id);
 
 function corrupt(message: string): NormaError {
   return new NormaError('SNAPSHOT_CORRUPT', message);
+}
+
+/** Checks what every resume relies on and this norma cannot adapt: the transform and WASI versions. */
+function checkVersions(task: TaskRecord): void {
+  if (task.module.info.transformVersion !== transformVersion) {
+    throw new NormaError(
+      'SNAPSHOT_VERSION_UNSUPPORTED',
+      `the snapshot's module was transformed by transform version ${task.module.info.transformVersion}; this norma runs version ${transformVersion}`,
+    );
+  }
+  if ((task.state.wasi as { version?: unknown }).version !== 1) {
+    throw corrupt('the snapshot has a WASI state of an unknown version');
+  }
 }
 
 /** Checks that a task record fits the module it names (a manifest pointing at another module is refused). */
@@ -121,6 +166,78 @@ async function readPagesInto(
   });
 }
 
+/**
+ * Writes into `target` the pages that differ from `had` (what it holds now, page by page; pages
+ * past its end are unknown): stored pages read from the store, which verifies them, zero pages
+ * zeroed. Returns how many pages were kept and how many written.
+ */
+async function writeChangedPages(
+  store: SnapshotStore,
+  pages: readonly PageRef[],
+  target: Uint8Array,
+  had: readonly PageRef[],
+): Promise<{ pagesKept: number; pagesWritten: number }> {
+  if (pages.length * snapshotPageBytes !== target.length)
+    throw corrupt('a memory size does not match its page list');
+  const changed: PageRef[] = new Array(pages.length).fill(null);
+  let pagesKept = 0;
+  let pagesWritten = 0;
+  pages.forEach((page, index) => {
+    if (index < had.length && had[index] === page) {
+      pagesKept++;
+      return;
+    }
+    pagesWritten++;
+    changed[index] = page;
+    const bytes = target.subarray(index * snapshotPageBytes, (index + 1) * snapshotPageBytes);
+    if (page === null && !isZeroPage(bytes)) bytes.fill(0);
+  });
+  await readPagesInto(store, changed, target);
+  return { pagesKept, pagesWritten };
+}
+
+/**
+ * Stages the one task of snapshot `id` (a move's pre-copy) in a new instance, off the resume's
+ * critical path: everything a resume of a later snapshot of it can reuse. Verifies what it reads as
+ * a restore does; changes nothing in the kernel.
+ */
+export async function stageSnapshot(kernel: Kernel, store: SnapshotStore, id: string): Promise<StagedTask> {
+  const manifest = await store.readManifest(id);
+  const record = manifest.tasks[0];
+  if (record === undefined || manifest.tasks.length !== 1)
+    throw new Error(`snapshot ${id} holds ${manifest.tasks.length} tasks; a stage holds one`);
+  checkVersions(record);
+  const image = await loadImage(store, record, new Map());
+  checkFits(record, image);
+  const prepared = await kernel.prepareInstance(image);
+  prepared.instance.resizeForRestore(record.memory.visibleBytes);
+  // Below the visible size, written as a whole (zero pages too: the module's data segments wrote
+  // some at instantiation); the hidden pages above it are the fresh instance's, all zero.
+  const memory = prepared.instance.memory.whole().subarray(0, record.memory.visibleBytes);
+  await writeChangedPages(store, record.memory.pages, memory, []);
+  return {
+    snapshot: manifest.id,
+    prepared,
+    visibleBytes: record.memory.visibleBytes,
+    pages: record.memory.pages,
+    taken: false,
+  };
+}
+
+/** The stage, if it fits the snapshot's task (else the normal path restores it). */
+function usableStage(manifest: SnapshotManifest, stage: StagedTask | undefined): StagedTask | null {
+  if (stage === undefined) return null;
+  const record = manifest.tasks[0];
+  const fits =
+    record !== undefined &&
+    manifest.tasks.length === 1 &&
+    record.module.imageHash === stage.prepared.image.imageHash &&
+    // Memory only grows; a smaller one is not the same task's later state.
+    record.memory.visibleBytes >= stage.visibleBytes &&
+    !stage.prepared.adopted;
+  return fits ? stage : null;
+}
+
 export async function restoreSnapshot(
   kernel: Kernel,
   store: SnapshotStore,
@@ -130,7 +247,10 @@ export async function restoreSnapshot(
 ): Promise<RestoreResult> {
   const started = performance.now();
   // Phase one: read and verify everything; the kernel is not touched.
-  const manifest = await store.readManifest(idOrPrefix);
+  const offered = options.stage !== undefined && !options.stage.taken ? options.stage : undefined;
+  if (offered !== undefined) offered.taken = true;
+  const manifest =
+    options.manifest?.id === idOrPrefix ? options.manifest : await store.readManifest(idOrPrefix);
   const ipcProblems = validateIpcSnapshot(manifest.ipc);
   if (ipcProblems.length > 0) {
     throw corrupt(`the snapshot's IPC state is inconsistent: ${ipcProblems.slice(0, 3).join('; ')}`);
@@ -144,28 +264,32 @@ export async function restoreSnapshot(
       );
     }
   }
-  for (const task of manifest.tasks) {
-    if (task.module.info.transformVersion !== transformVersion) {
-      throw new NormaError(
-        'SNAPSHOT_VERSION_UNSUPPORTED',
-        `the snapshot's module was transformed by transform version ${task.module.info.transformVersion}; this norma runs version ${transformVersion}`,
-      );
-    }
-    if ((task.state.wasi as { version?: unknown }).version !== 1) {
-      throw corrupt('the snapshot has a WASI state of an unknown version');
-    }
-  }
+  for (const task of manifest.tasks) checkVersions(task);
+  const stage = usableStage(manifest, offered);
   const objectsInSnapshot = new Set(manifest.memoryObjects.objects.map((object) => object.id));
   for (const mapping of manifest.memoryObjects.mappings) {
     if (!oldIdsOf(manifest).includes(mapping.task) || !objectsInSnapshot.has(mapping.objectId)) {
       throw corrupt('a memory mapping refers to a task or object outside the snapshot');
     }
   }
-  const images = await Promise.all(manifest.tasks.map((task) => loadImage(store, task, supplied)));
+  // A stage's image was read from this store and verified when it was staged; same hash, same bytes.
+  const images = await Promise.all(
+    manifest.tasks.map((task) => stage?.prepared.image ?? loadImage(store, task, supplied)),
+  );
   for (const [index, task] of manifest.tasks.entries()) checkFits(task, images[index]!);
-  const memories = manifest.tasks.map((task) => new Uint8Array(task.memory.visibleBytes));
-  for (const [index, task] of manifest.tasks.entries())
-    await readPagesInto(store, task.memory.pages, memories[index]!);
+  let staged: RestoreResult['staged'] = null;
+  let memories: Uint8Array[] = [];
+  if (stage !== null) {
+    // Not the kernel's yet: if a page turns out damaged, the stage is dropped with nothing else.
+    const record = manifest.tasks[0]!;
+    stage.prepared.instance.resizeForRestore(record.memory.visibleBytes);
+    const memory = stage.prepared.instance.memory.whole().subarray(0, record.memory.visibleBytes);
+    staged = await writeChangedPages(store, record.memory.pages, memory, stage.pages);
+  } else {
+    memories = manifest.tasks.map((task) => new Uint8Array(task.memory.visibleBytes));
+    for (const [index, task] of manifest.tasks.entries())
+      await readPagesInto(store, task.memory.pages, memories[index]!);
+  }
   const objectData = new Map<number, Uint8Array>();
   for (const object of manifest.memoryObjects.objects) {
     const data = new Uint8Array(object.size);
@@ -183,17 +307,19 @@ export async function restoreSnapshot(
   const tasks: Task[] = [];
   for (const [index, record] of manifest.tasks.entries()) {
     const state = { ...structuredClone(record.state), id: taskIds[record.state.id]! } as unknown as TaskState;
-    const task = await kernel.adoptRestored(state, images[index]!, {
-      module: images[index]!.bytes,
-      ...io(record, index),
-    });
+    const task = await kernel.adoptRestored(
+      state,
+      images[index]!,
+      { module: images[index]!.bytes, ...io(record, index) },
+      stage?.prepared,
+    );
     task.instance.resizeForRestore(record.memory.visibleBytes);
     task.instance.writeGlobals(record.globals);
-    task.instance.memory.visible().set(memories[index]!);
+    if (stage === null) task.instance.memory.visible().set(memories[index]!);
     tasks.push(task);
   }
   for (const task of tasks) kernel.startRestored(task);
-  return { manifest, tasks, resumeMs: performance.now() - started };
+  return { manifest, tasks, resumeMs: performance.now() - started, staged };
 }
 
 /** Memory objects, mappings, IPC spaces and ports, and names, for a resume on another node. */

@@ -287,7 +287,8 @@ export class SnapshotStore implements CommitHost {
       this.assertUsable();
       envelope ??= encodeManifest(manifest, this.hasher);
       // Decoding validates the manifest (a snapshot that could not be read back is never written).
-      decodeManifest(envelope, this.hasher);
+      if (decodeManifest(envelope, this.hasher).id !== manifest.id)
+        throw new Error(`the envelope given for snapshot ${manifest.id} holds another snapshot`);
       if ((await this.catalogue.entry(manifest.id)) !== undefined) {
         throw new Error(`snapshot id ${manifest.id} is already in the store`);
       }
@@ -462,6 +463,11 @@ export class SnapshotStore implements CommitHost {
 
   /** The full id of a snapshot from its id or a unique prefix of it. */
   async resolveId(idOrPrefix: string): Promise<string> {
+    return (await this.entryOf(idOrPrefix)).id;
+  }
+
+  /** The catalogue entry of a snapshot from its id or a unique prefix of it. */
+  private async entryOf(idOrPrefix: string): Promise<CatalogueEntry> {
     this.assertUsable();
     const prefix = idOrPrefix.toLowerCase();
     if (!/^[0-9a-f]{1,16}$/.test(prefix)) {
@@ -470,7 +476,11 @@ export class SnapshotStore implements CommitHost {
         `no snapshot ${JSON.stringify(idOrPrefix)} in ${this.directory} (ids are hex digits)`,
       );
     }
-    const entries = await this.catalogue.entries(prefix);
+    // A whole id (16 digits) is the prefix of itself only: one lookup instead of a scan.
+    const entries =
+      prefix.length === 16
+        ? [await this.catalogue.entry(prefix)].filter((entry) => entry !== undefined)
+        : await this.catalogue.entries(prefix);
     if (entries.length === 0)
       throw new NormaError('SNAPSHOT_NOT_FOUND', `no snapshot ${idOrPrefix} in ${this.directory}`);
     if (entries.length > 1) {
@@ -480,18 +490,18 @@ export class SnapshotStore implements CommitHost {
         `${idOrPrefix} matches ${entries.length} snapshots (${some.join(', ')}${entries.length > some.length ? ', ...' : ''})`,
       );
     }
-    return entries[0]!.id;
+    return entries[0]!;
   }
 
   async readManifest(idOrPrefix: string): Promise<SnapshotManifest> {
-    const id = await this.resolveId(idOrPrefix);
+    const entry = await this.entryOf(idOrPrefix);
     // Reading a manifest is how a resume starts: get the hash worker going for the pages to come.
     this.warmUp();
-    const manifest = decodeManifest(await this.readManifestBytes(id), this.hasher);
-    if (manifest.id !== id) {
+    const manifest = decodeManifest(await this.readManifestFile(entry), this.hasher);
+    if (manifest.id !== entry.id) {
       throw new NormaError(
         'SNAPSHOT_CORRUPT',
-        `the manifest file of snapshot ${id} holds snapshot ${manifest.id}`,
+        `the manifest file of snapshot ${entry.id} holds snapshot ${manifest.id}`,
       );
     }
     return manifest;
@@ -499,11 +509,7 @@ export class SnapshotStore implements CommitHost {
 
   /** The manifest file's bytes, checked against the length and xxh128 the catalogue recorded. */
   async readManifestBytes(idOrPrefix: string): Promise<Uint8Array> {
-    const id = await this.resolveId(idOrPrefix);
-    const entry = await this.catalogue.entry(id);
-    if (entry === undefined)
-      throw new NormaError('SNAPSHOT_NOT_FOUND', `no snapshot ${id} in ${this.directory}`);
-    return this.readManifestFile(entry);
+    return this.readManifestFile(await this.entryOf(idOrPrefix));
   }
 
   private async readManifestFile(entry: CatalogueEntry): Promise<Uint8Array> {
