@@ -16,7 +16,8 @@
  * nor its name lookup is counted; each raw TCP figure is timed the same way inside its process.
  * The daemons are warmed up first (`daemonWarmupRoundTrips`), then the contenders alternate run by
  * run (compareMeasured). To profile the daemons, run it with
- * `NODE_OPTIONS='--cpu-prof --cpu-prof-dir=DIR'` (every Node process of the run writes a profile).
+ * `NORMA_NODE_FLAGS='--cpu-prof --cpu-prof-dir=DIR'` (each daemon writes a profile when it stops),
+ * or with `NORMA_NODE_FLAGS=--perf-basic-prof` under `perf record -e cpu-clock -g -p <daemon pid>`.
  * The raw TCP peers are bench/raw-tcp.ts.
  */
 import { join } from 'node:path';

@@ -16,6 +16,14 @@ export const userRefsMax = 65534;
 /** Default and largest queue length of a port (MACH_PORT_QLIMIT_DEFAULT / _MAX). */
 export const portQueueLengthDefault = 5;
 export const portQueueLengthMax = 1024;
+/**
+ * The window of NORMA IPC: what the proxy of a port on another node (its local stand-in) holds
+ * until the home acknowledges it, in messages and in bytes; a sender blocks beyond it as at a full
+ * local queue. Five messages (a local port's default) made a stream stop and go: the home
+ * acknowledges a burst only once it has queued all of it, and the sender sat idle meanwhile.
+ */
+export const proxyQueueLength = 32;
+export const proxyQueueBytesMax = 2 * 1024 * 1024;
 /** Largest message: header, descriptors, inline and out-of-line bytes together. */
 export const messageSizeMax = 64 * 1024 * 1024;
 /** Descriptors one message may carry. */
@@ -57,6 +65,8 @@ export const frameSizeMax = 16 * 1024 * 1024 + 64 * 1024;
  * costs a bounded amount of memory.
  */
 export const peerWriteBufferBytesMax = 1024 * 1024;
+/** Largest buffer a connection keeps for gathering the frames of one write (larger writes get their own). */
+export const peerGatherBytesMax = 4 * 1024 * 1024;
 /** Default time a new connection has for each phase of its handshake: TLS, then hello and welcome. */
 export const handshakeTimeoutMsDefault = 5000;
 /** How long a connection that this node closes waits for the peer to close its side before it is destroyed. */

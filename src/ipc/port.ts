@@ -5,7 +5,7 @@
  * drive no-senders notifications and let the invariant checker prove that no right was lost.
  */
 
-import { portQueueLengthDefault } from '../limits.js';
+import { portQueueLengthDefault, proxyQueueBytesMax } from '../limits.js';
 import type { QueuedMessage } from './message.js';
 
 /** A task, as the kernel numbers it. Each task has at most one IPC space. */
@@ -111,7 +111,19 @@ export function newPort(id: PortId, receiver: PortReceiver, kobject: KObject | n
   };
 }
 
-/** True when a sender through a send right must wait (send-once senders never wait, as in Mach). */
+/**
+ * True when a sender through a send right must wait (send-once senders never wait, as in Mach). A
+ * proxy is also full at proxyQueueBytesMax of unacknowledged bytes (its queue is short: adding up
+ * its messages costs less than keeping a sum right through every path that changes the queue).
+ */
 export function portQueueFull(port: PortState): boolean {
-  return port.queue.length >= port.qlimit;
+  if (port.queue.length >= port.qlimit) return true;
+  if (port.receiver.kind !== 'remote') return false;
+  let bytes = 0;
+  for (const message of port.queue) {
+    bytes += message.body.length;
+    for (const descriptor of message.descriptors)
+      if (descriptor.type === 'ool') bytes += descriptor.bytes.length;
+  }
+  return bytes >= proxyQueueBytesMax;
 }

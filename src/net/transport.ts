@@ -17,12 +17,16 @@
  * short) gets `reject` with the code, its connection is closed and the code logged; the other
  * connections and the process are untouched.
  *
- * Writes: frames sent in one tick of the event loop are corked and leave in one writev when the
- * tick ends (process.nextTick), so a burst of small frames costs one TLS record and one syscall,
- * not one each, while a frame sent alone goes out at the end of the current tick, before any I/O is
- * polled: no timer, no added latency. Nagle is off (noDelay) for the same reason. `send` reports
- * when more than `peerWriteBufferBytesMax` is waiting to be written, and `drained()` tells when to
- * go on: memory stays bounded however slow the peer. The transport answers pings itself; when its
+ * Writes: the frames sent in one turn of the event loop leave together, as one buffer, in one TLS
+ * write, in the turn's check phase (setImmediate): after the I/O callbacks of the turn and after
+ * the kernel's pump, which is scheduled the same way and earlier. So the acknowledgement of a
+ * message and the answer its task computes in the same turn share one TLS record, one syscall and
+ * one wakeup of the peer, and a frame sent alone waits for no timer. One write is in flight at a
+ * time: what is sent meanwhile gathers and goes as one buffer when it completes. (Node's TLS
+ * copies the buffers of a writev into one before encrypting; gathering them here is that copy,
+ * and a large message body, a piece of its own in `encodeFrame`, is copied only there.) Nagle is
+ * off (noDelay). `send` reports when more than `peerWriteBufferBytesMax` is waiting to be written,
+ * and `drained()` tells when to go on: memory stays bounded however slow the peer. The transport answers pings itself; when its
  * pongs back up (a peer that pings without reading), it stops reading that connection until they
  * drain, so a peer cannot make it buffer without bound either.
  */
@@ -40,6 +44,7 @@ import { type ErrorCode, errorCodes, NormaError } from '../errors.js';
 import {
   handshakeTimeoutMsDefault,
   peerCloseLingerMs,
+  peerGatherBytesMax,
   peerWriteBufferBytesMax,
   rejectMessageLengthMax,
 } from '../limits.js';
@@ -370,7 +375,18 @@ export class Peer extends EventEmitter<PeerEvents> {
   #backlog: PeerFrame[] = [];
   /** Why reading is paused: waiting for a 'frame' listener, for pongs to drain (bits). */
   #paused = 0;
-  #corked = false;
+  /** Encoded frames waiting for this turn's write, and their bytes. */
+  #pending: Uint8Array[] = [];
+  #pendingBytes = 0;
+  #flushScheduled = false;
+  /** A write is in flight (until its callback): what is sent meanwhile waits and goes with the next. */
+  #writing = false;
+  /**
+   * Where the pieces of a write are gathered, reused once the write completed (one is in flight
+   * at a time): a stream of large messages allocates no buffer per write, which would make V8
+   * collect its heap again and again for their external memory.
+   */
+  #gather: Buffer = Buffer.alloc(0);
   #closeReason: NormaError | null = null;
   #drained: { promise: Promise<void>; resolve: () => void; reject: (error: NormaError) => void } | null =
     null;
@@ -396,7 +412,6 @@ export class Peer extends EventEmitter<PeerEvents> {
     socket.on('end', () => this.#onEnd());
     socket.on('error', (error) => this.#setReason(socketError(error, true, this.#label())));
     socket.on('close', () => this.#onClose());
-    socket.on('drain', () => this.#onDrain());
     this.on('newListener', (event) => {
       if (event === 'frame' && this.#backlog.length > 0) queueMicrotask(() => this.#flushBacklog());
     });
@@ -421,7 +436,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       });
     }
     this.#write(frame);
-    return this.#socket.writableLength < peerWriteBufferBytesMax;
+    return this.#queuedBytes() < peerWriteBufferBytesMax;
   }
 
   /**
@@ -432,7 +447,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     if (this.#closeReason !== null) {
       return Promise.reject(new NormaError('NET_PEER_CLOSED', `the connection to ${this.name} is closed`));
     }
-    if (this.#socket.writableLength < peerWriteBufferBytesMax) return Promise.resolve();
+    if (this.#queuedBytes() < peerWriteBufferBytesMax) return Promise.resolve();
     if (this.#drained === null) {
       let resolve!: () => void;
       let reject!: (error: NormaError) => void;
@@ -453,6 +468,7 @@ export class Peer extends EventEmitter<PeerEvents> {
     if (this.#closeReason !== null) return;
     this.#closeReason =
       error ?? new NormaError('NET_PEER_CLOSED', `this node closed the connection to ${this.name}`);
+    if (this.#socket.writable) this.#writeNow();
     if (error !== undefined) {
       this.#log(`${error.code}: closing the connection to ${this.#label()}: ${error.message}`);
       if (this.#socket.writable) this.#socket.write(Buffer.concat(encodeFrame(rejectFrame(error))));
@@ -471,19 +487,59 @@ export class Peer extends EventEmitter<PeerEvents> {
     return `${this.name} (${this.direction}, ${this.address})`;
   }
 
-  #write(frame: Frame): void {
-    const [header, body] = encodeFrame(frame);
-    if (!this.#corked) {
-      this.#corked = true;
-      this.#socket.cork();
-      process.nextTick(() => {
-        this.#corked = false;
-        this.#socket.uncork();
-      });
-    }
-    this.#socket.write(header);
-    this.#socket.write(body);
+  /** Bytes sent and not yet written to the socket, or written and not yet taken by it. */
+  #queuedBytes(): number {
+    return this.#socket.writableLength + this.#pendingBytes;
   }
+
+  #write(frame: Frame): void {
+    for (const piece of encodeFrame(frame)) {
+      this.#pending.push(piece);
+      this.#pendingBytes += piece.length;
+    }
+    if (!this.#flushScheduled && !this.#writing) {
+      this.#flushScheduled = true;
+      setImmediate(this.#flush);
+    }
+  }
+
+  readonly #flush = (): void => {
+    this.#flushScheduled = false;
+    if (!this.#writing && this.#closeReason === null) this.#writeNow();
+  };
+
+  /** Writes every pending piece as one buffer (one TLS write: TLS copies the pieces of a writev). */
+  #writeNow(): void {
+    const pieces = this.#pending;
+    if (pieces.length === 0) return;
+    let buffer: Uint8Array;
+    if (pieces.length === 1) buffer = pieces[0]!;
+    else if (this.#writing || this.#pendingBytes > peerGatherBytesMax) {
+      // Closing, with the gather buffer in flight; or a burst too large to keep a buffer for.
+      buffer = Buffer.concat(pieces, this.#pendingBytes);
+    } else {
+      if (this.#gather.length < this.#pendingBytes) {
+        this.#gather = Buffer.allocUnsafeSlow(Math.max(this.#pendingBytes, 2 * this.#gather.length));
+      }
+      let offset = 0;
+      for (const piece of pieces) {
+        this.#gather.set(piece, offset);
+        offset += piece.length;
+      }
+      buffer = this.#gather.subarray(0, offset);
+    }
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    this.#writing = true;
+    this.#socket.write(buffer, this.#written);
+  }
+
+  readonly #written = (): void => {
+    this.#writing = false;
+    // Errors are the socket's 'error' and 'close' to report; what was sent meanwhile goes now.
+    if (this.#closeReason === null) this.#writeNow();
+    if (this.#queuedBytes() < peerWriteBufferBytesMax) this.#onDrain();
+  };
 
   #onData(chunk: Buffer): void {
     if (this.#closeReason !== null) return;
@@ -512,7 +568,7 @@ export class Peer extends EventEmitter<PeerEvents> {
       }
       case 'ping':
         this.#write({ k: 'pong', seq: frame.seq, data: frame.data });
-        if (this.#socket.writableLength >= peerWriteBufferBytesMax) this.#pause(pausedForDrain);
+        if (this.#queuedBytes() >= peerWriteBufferBytesMax) this.#pause(pausedForDrain);
         break;
     }
     if (this.#backlog.length > 0 || this.listenerCount('frame') === 0) {

@@ -366,22 +366,71 @@ const encoder = new Encoder(cborOptions);
 const decoder = new Decoder(cborOptions);
 
 /**
- * Encodes a frame as its header and its body, to be written one after the other (a writev, or two
- * writes under cork): a large byte string is copied once, into the body, and never again to put a
- * header in front of it. Throws NET_FRAME_TOO_LARGE when the body exceeds frameSizeMax.
+ * Encodes a frame as the pieces to write one after the other: its header, then its body. Written
+ * as they are (Peer gathers the pieces of a turn into one buffer), a large byte string is copied
+ * once, out of the message into that buffer. Throws NET_FRAME_TOO_LARGE when the body exceeds
+ * frameSizeMax.
+ *
+ * The body of a `msg` frame of inlineBodyBytesMax or more is not copied into the encoder's buffer:
+ * the map is encoded with an empty byte string in its place (the last key, so the last byte) and
+ * the byte string's real head and the message's own bytes follow as pieces. The bytes on the wire
+ * are exactly what encoding the whole map would give.
  */
-export function encodeFrame(frame: Frame): [header: Buffer, body: Buffer] {
-  // The encoder returns a view of its own buffer that later encodings do not overwrite.
+export function encodeFrame(frame: Frame): Uint8Array[] {
+  if (frame.k === 'msg' && frame.body.length >= inlineBodyBytesMax) {
+    const { body, ...rest } = frame;
+    // The encoder returns a view of its own buffer that later encodings do not overwrite.
+    const prefix = encoder.encode({ ...rest, body: emptyBytes });
+    if (endsWithEmptyBody(prefix)) {
+      const head = byteStringHead(body.length);
+      return withHeader(frame.k, prefix.length - 1 + head.length + body.length, [
+        prefix.subarray(0, prefix.length - 1),
+        head,
+        body,
+      ]);
+    }
+  }
   const body = encoder.encode(frame);
-  if (body.length > frameSizeMax) {
+  return withHeader(frame.k, body.length, [body]);
+}
+
+/** A msg body from this size on travels as its own piece (below it, one copy is cheaper than three pieces). */
+const inlineBodyBytesMax = 4096;
+const emptyBytes = new Uint8Array(0);
+/** The CBOR of the last entry of a msg map with an empty body: text "body", then bytes of length 0. */
+const emptyBodyEntry = Buffer.from([0x64, 0x62, 0x6f, 0x64, 0x79, 0x40]);
+
+function endsWithEmptyBody(encoded: Uint8Array): boolean {
+  const tail = encoded.subarray(encoded.length - emptyBodyEntry.length);
+  return Buffer.from(tail.buffer, tail.byteOffset, tail.length).equals(emptyBodyEntry);
+}
+
+/** The head of a CBOR byte string (major type 2) of `length` bytes (RFC 8949 §3.1). */
+function byteStringHead(length: number): Buffer {
+  if (length < 24) return Buffer.from([0x40 | length]);
+  if (length < 0x100) return Buffer.from([0x58, length]);
+  if (length < 0x10000) {
+    const head = Buffer.allocUnsafe(3);
+    head[0] = 0x59;
+    head.writeUInt16BE(length, 1);
+    return head;
+  }
+  const head = Buffer.allocUnsafe(5);
+  head[0] = 0x5a;
+  head.writeUInt32BE(length, 1);
+  return head;
+}
+
+function withHeader(kind: FrameKind, bodyBytes: number, pieces: Uint8Array[]): Uint8Array[] {
+  if (bodyBytes > frameSizeMax) {
     throw new NormaError(
       'NET_FRAME_TOO_LARGE',
-      `a ${frame.k} frame of ${body.length} bytes is over the limit of ${frameSizeMax} bytes`,
+      `a ${kind} frame of ${bodyBytes} bytes is over the limit of ${frameSizeMax} bytes`,
     );
   }
   const header = Buffer.allocUnsafe(frameHeaderBytes);
-  header.writeUInt32BE(body.length, 0);
-  return [header, body];
+  header.writeUInt32BE(bodyBytes, 0);
+  return [header, ...pieces];
 }
 
 function malformed(message: string, cause?: unknown): NormaError {

@@ -211,7 +211,13 @@ async function startDetached(
     paths.pidFile,
     ...clusterArgs(cluster),
   ];
-  const child = spawn(process.execPath, [cli, ...args], { detached: true, stdio: ['ignore', out, out] });
+  // Node refuses profiling flags in NODE_OPTIONS (--cpu-prof, --perf-basic-prof): a detached
+  // daemon takes them from NORMA_NODE_FLAGS instead (bench/remote-ipc.ts says how to profile).
+  const flags = (process.env.NORMA_NODE_FLAGS ?? '').split(/\s+/).filter((flag) => flag !== '');
+  const child = spawn(process.execPath, [...flags, cli, ...args], {
+    detached: true,
+    stdio: ['ignore', out, out],
+  });
   closeSync(out);
   let exit: number | null = null;
   child.on('exit', (code, signal) => {

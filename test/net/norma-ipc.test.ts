@@ -4,6 +4,7 @@
 import { strict as assert } from 'node:assert';
 import { Disposition, KernReturn, NotifyId, NotifyVariant, PortType } from '../../src/abi/syscalls.js';
 import type { Kernel } from '../../src/kernel/kernel.js';
+import { proxyQueueBytesMax, proxyQueueLength } from '../../src/limits.js';
 import { MemoryCluster } from '../../src/net/memory-cluster.js';
 import { assertKr, message, port, portDescriptor } from '../ipc/helpers.js';
 import { runTask, startTask, taskModule, testKernel } from '../support/fixtures.js';
@@ -266,22 +267,24 @@ describe('NORMA IPC (kernels linked in memory)', () => {
     audit(a, b, c);
   });
 
-  it('bounds what is in flight: a sender blocks at the queue limit of the remote port', async () => {
+  /** Sends `body`-sized messages from b to a's port `inbox` (qlimit 3) until b's proxy is full. */
+  async function fillWindow(bodyBytes: number): Promise<{ sent: number; proxyQlimit: number }> {
     const { cluster, a, b } = threeNodes();
     const inbox = serve(a, 'inbox');
     assertKr(a.ipc.portSetQlimit(T, inbox, 3), KernReturn.SUCCESS);
     const dest = await lookup(cluster, b, 'inbox');
     let sent = 0;
-    for (let i = 0; i < 20; i++) {
-      const kr = b.ipc.send(T, message(dest, Disposition.COPY_SEND, { id: i }));
+    for (let i = 0; i < 200; i++) {
+      const kr = b.ipc.send(
+        T,
+        message(dest, Disposition.COPY_SEND, { id: i, body: new Uint8Array(bodyBytes) }),
+      );
       b.ipcChanged();
       if (kr !== KernReturn.SUCCESS) break;
       sent++;
       await cluster.idle();
     }
-    // 3 queued at a, and the proxy's own limit (5 by default) waiting at b: then the sender blocks.
     const proxy = b.ipc.state.ports[b.ipc.portIdOf(T, dest)!]!;
-    assert.equal(sent, 3 + proxy.qlimit);
     assert.equal(b.ipc.send(T, message(dest, Disposition.COPY_SEND)), -1, 'sendWouldBlock');
     // Receiving at a lets the rest through, in order, each exactly once.
     const ids: number[] = [];
@@ -296,6 +299,22 @@ describe('NORMA IPC (kernels linked in memory)', () => {
     await cluster.idle();
     assert.equal(a.ipc.hasMessage(T, inbox), false, 'nothing doubled');
     audit(a, b);
+    return { sent, proxyQlimit: proxy.qlimit };
+  }
+
+  it('bounds what is in flight: a sender blocks at the queue limit of the remote port', async () => {
+    // 3 queued at a, and the proxy's own window (proxyQueueLength messages) waiting at b.
+    const { sent, proxyQlimit } = await fillWindow(8);
+    assert.equal(proxyQlimit, proxyQueueLength);
+    assert.equal(sent, 3 + proxyQueueLength);
+  });
+
+  it('bounds what is in flight in bytes: large messages block the sender at proxyQueueBytesMax', async () => {
+    const bodyBytes = 100 * 1024;
+    const { sent } = await fillWindow(bodyBytes);
+    // The proxy takes messages until it holds proxyQueueBytesMax or more.
+    assert.equal(sent, 3 + Math.ceil(proxyQueueBytesMax / bodyBytes));
+    assert.ok(Math.ceil(proxyQueueBytesMax / bodyBytes) < proxyQueueLength, 'the bytes are the bound here');
   });
 
   it('turns rights into dead names when the remote port dies or its node dies', async () => {

@@ -275,6 +275,48 @@ describe('transport: TLS connections between nodes', () => {
     }
   });
 
+  it('carries large msg frames and small ones mixed, in order and intact, across turns and writes in flight', async () => {
+    const n2 = await start(creds.n2);
+    const index = n1.accepted.length;
+    const out = await n2.transport.connect(n1.transport.address);
+    const atN1 = collect(await n1.peer(index));
+    const body = (i: number) =>
+      new Uint8Array(i % 3 === 0 ? 70_000 : 64 * 1024).map((_, j) => (i + j) & 0xff);
+    const sent: PeerFrame[] = [];
+    for (let turn = 0; turn < 40; turn++) {
+      // Some turns send while the previous turn's write is still in flight.
+      for (let i = 0; i < 5; i++) {
+        const n = turn * 5 + i;
+        const frame: PeerFrame =
+          n % 2 === 0
+            ? {
+                k: 'msg',
+                port: 'n2-1a2b3c4d.1',
+                seq: n + 1,
+                dest: 's',
+                id: n,
+                reply: null,
+                descriptors: [],
+                body: body(n),
+              }
+            : { k: 'ack', port: 'n2-1a2b3c4d.1', seq: n };
+        sent.push(frame);
+        if (!out.send(frame)) await out.drained();
+      }
+      if (turn % 4 === 0) await new Promise(setImmediate);
+    }
+    const frames = await atN1.count(sent.length);
+    assert.equal(frames.length, sent.length);
+    frames.forEach((frame, n) => {
+      const expected = sent[n]!;
+      assert.equal(frame.k, expected.k, `frame ${n}`);
+      if (frame.k === 'msg' && expected.k === 'msg') {
+        assert.equal(frame.id, expected.id);
+        assert.ok(Buffer.from(frame.body).equals(expected.body), `the body of frame ${n}`);
+      } else assert.deepEqual(frame, expected);
+    });
+  });
+
   it('keeps frames that arrive before the first frame listener for it', async () => {
     const n2 = await start(creds.n2);
     const index = n1.accepted.length;
