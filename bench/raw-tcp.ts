@@ -2,13 +2,20 @@
  * The raw TCP baseline of the network benchmarks: two Node processes on loopback, a framed echo
  * (round trips) and a framed stream (throughput), each timed inside the client process.
  *
+ * The same peers over TLS 1.3 with client certificates (the encryption the nodes must use) are the
+ * context figure: what encryption alone costs against raw TCP in the same run, which no work on
+ * norma's own code can win back.
+ *
  * This file is also the peers' program: `node dist/bench/raw-tcp.js tcp-server|tcp-client <port>`
- * (forked by TcpPeers, driven over the child process channel, which carries no timed data).
+ * (forked by TcpPeers, driven over the child process channel, which carries no timed data; the
+ * TLS credentials, if any, come in the environment as NORMA_BENCH_TLS).
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { once } from 'node:events';
-import { createConnection, createServer } from 'node:net';
+import { createConnection, createServer, type Socket } from 'node:net';
+import { connect as tlsConnect, createServer as tlsCreateServer } from 'node:tls';
 import { fileURLToPath } from 'node:url';
+import type { NodeCredentials } from '../src/net/cluster-credentials.js';
 
 /** Longest a raw TCP peer may take to exit before it is killed. */
 const peerStopMsMax = 5_000;
@@ -37,12 +44,15 @@ export class TcpPeers {
     });
   }
 
-  static async start(cleanups: (() => Promise<void>)[]): Promise<TcpPeers> {
-    const server = fork(thisFile, ['tcp-server'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  /** Starts a server and a client process; with `tls`, they talk TLS 1.3 with these credentials. */
+  static async start(cleanups: (() => Promise<void>)[], tls?: NodeCredentials): Promise<TcpPeers> {
+    const env = tls === undefined ? process.env : { ...process.env, NORMA_BENCH_TLS: JSON.stringify(tls) };
+    const server = fork(thisFile, ['tcp-server'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env });
     cleanups.push(() => endChild(server));
     const [listening] = (await once(server, 'message')) as [{ port: number }];
     const client = fork(thisFile, ['tcp-client', String(listening.port)], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      env,
     });
     cleanups.push(() => endChild(client));
     await once(client, 'message'); // connected
@@ -135,9 +145,18 @@ class TcpFrames {
   }
 }
 
+/** The TLS options of the peers (mutual authentication, TLS 1.3, as the nodes), or null for plain TCP. */
+function tlsOptions(): { key: string; cert: string; ca: string; minVersion: 'TLSv1.3' } | null {
+  const given = process.env.NORMA_BENCH_TLS;
+  if (given === undefined) return null;
+  const { key, cert, ca } = JSON.parse(given) as NodeCredentials;
+  return { key, cert, ca, minVersion: 'TLSv1.3' };
+}
+
 /** Echoes ECHO frames, counts DATA frames, answers SYNC with the count since the last one. */
 function runTcpServer(): void {
-  const server = createServer((socket) => {
+  const tls = tlsOptions();
+  const serve = (socket: Socket): void => {
     socket.setNoDelay(true);
     let data = 0;
     const frames = new TcpFrames((kind, body) => {
@@ -152,7 +171,11 @@ function runTcpServer(): void {
     });
     socket.on('data', (chunk: Buffer) => frames.push(chunk));
     socket.on('error', () => socket.destroy());
-  });
+  };
+  const server =
+    tls === null
+      ? createServer(serve)
+      : tlsCreateServer({ ...tls, requestCert: true, rejectUnauthorized: true }, serve);
   server.listen(0, '127.0.0.1', () => {
     const address = server.address();
     if (typeof address === 'object' && address !== null) process.send!({ port: address.port });
@@ -162,13 +185,18 @@ function runTcpServer(): void {
 
 /** Connects to the server, then runs each measurement the parent asks for, one at a time. */
 function runTcpClient(port: number): void {
-  const socket = createConnection({ port, host: '127.0.0.1', noDelay: true });
+  const tls = tlsOptions();
+  const socket =
+    tls === null
+      ? createConnection({ port, host: '127.0.0.1', noDelay: true })
+      : tlsConnect({ ...tls, port, host: '127.0.0.1', checkServerIdentity: () => undefined });
+  socket.setNoDelay(true);
   let onReply: (body: Buffer) => void = () => {};
   const frames = new TcpFrames((kind, body) => {
     if (kind === tcpReply) onReply(body!);
   });
   socket.on('data', (chunk: Buffer) => frames.push(chunk));
-  socket.once('connect', () => process.send!('connected'));
+  socket.once(tls === null ? 'connect' : 'secureConnect', () => process.send!('connected'));
   socket.on('error', (error) => {
     process.send!({ error: error.message });
     process.exit(1);

@@ -18,10 +18,12 @@
  * run (compareMeasured). To profile the daemons, run it with
  * `NORMA_NODE_FLAGS='--cpu-prof --cpu-prof-dir=DIR'` (each daemon writes a profile when it stops),
  * or with `NORMA_NODE_FLAGS=--perf-basic-prof` under `perf record -e cpu-clock -g -p <daemon pid>`.
- * The raw TCP peers are bench/raw-tcp.ts.
+ * The raw TCP peers are bench/raw-tcp.ts. The same peers over TLS 1.3 with certificates of the
+ * cluster's CA are measured too and printed as context: the share of the gap that is encryption.
  */
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { loadNodeCredentials } from '../src/net/cluster-credentials.js';
 import { ControlClient } from '../src/node/control-client.js';
 import { startCluster } from '../test/support/cluster.js';
 import { taskModulePath } from '../test/support/fixtures.js';
@@ -50,6 +52,10 @@ export async function benchRemoteIpc(runs: number): Promise<void> {
   try {
     const nodes = await BenchNodes.start(cleanups);
     const tcp = await TcpPeers.start(cleanups);
+    const tls = await TcpPeers.start(
+      cleanups,
+      await loadNodeCredentials(nodes.directory, 'tls-baseline', { issueIfMissing: true }),
+    );
     await nodes.startServer();
     /** Nanoseconds remote-bench-client on n2 timed for `count` rounds with the server on n1. */
     const remote = async (mode: Mode, count: number, bytes: number, warmup: number): Promise<number> => {
@@ -69,10 +75,18 @@ export async function benchRemoteIpc(runs: number): Promise<void> {
           roundTripUs(
             await tcp.measure({ mode: 'rtt', count: rttCount, bytes: rttBytes, warmup: rttWarmup }),
           ),
+        tlsRtt: async () =>
+          roundTripUs(
+            await tls.measure({ mode: 'rtt', count: rttCount, bytes: rttBytes, warmup: rttWarmup }),
+          ),
         remoteBulk: async () => megabytesPerSecond(await remote('bulk', bulkCount, bulkBytes, bulkWarmup)),
         tcpBulk: async () =>
           megabytesPerSecond(
             await tcp.measure({ mode: 'bulk', count: bulkCount, bytes: bulkBytes, warmup: bulkWarmup }),
+          ),
+        tlsBulk: async () =>
+          megabytesPerSecond(
+            await tls.measure({ mode: 'bulk', count: bulkCount, bytes: bulkBytes, warmup: bulkWarmup }),
           ),
       },
       runs,
@@ -81,8 +95,12 @@ export async function benchRemoteIpc(runs: number): Promise<void> {
       (values ?? []).map((v) => v.toFixed(digits)).join(', ');
     const remoteRtt = median(figures.remoteRtt!);
     const tcpRtt = median(figures.tcpRtt!);
+    const tlsRtt = median(figures.tlsRtt!);
     console.log(
-      `  runs: remote round trip ${runsOf(figures.remoteRtt, 1)} us; raw TCP ${runsOf(figures.tcpRtt, 1)} us`,
+      `  runs: remote round trip ${runsOf(figures.remoteRtt, 1)} us; raw TCP ${runsOf(figures.tcpRtt, 1)} us; TLS ${runsOf(figures.tlsRtt, 1)} us`,
+    );
+    console.log(
+      `  context: TLS 1.3 alone, the same echo: ${tlsRtt.toFixed(1)} us = ${(tlsRtt / tcpRtt).toFixed(2)}x raw TCP; remote IPC = ${(remoteRtt / tlsRtt).toFixed(2)}x TLS alone`,
     );
     report({
       benchmark: 'remote IPC round trip',
@@ -94,8 +112,12 @@ export async function benchRemoteIpc(runs: number): Promise<void> {
     });
     const remoteRate = median(figures.remoteBulk!);
     const tcpRate = median(figures.tcpBulk!);
+    const tlsRate = median(figures.tlsBulk!);
     console.log(
-      `  runs: remote throughput ${runsOf(figures.remoteBulk, 0)} MB/s; raw TCP ${runsOf(figures.tcpBulk, 0)} MB/s`,
+      `  runs: remote throughput ${runsOf(figures.remoteBulk, 0)} MB/s; raw TCP ${runsOf(figures.tcpBulk, 0)} MB/s; TLS ${runsOf(figures.tlsBulk, 0)} MB/s`,
+    );
+    console.log(
+      `  context: TLS 1.3 alone, the same stream: ${tlsRate.toFixed(0)} MB/s = ${(tlsRate / tcpRate).toFixed(2)}x raw TCP; remote IPC = ${(remoteRate / tlsRate).toFixed(2)}x TLS alone`,
     );
     report({
       benchmark: 'remote IPC throughput',
@@ -119,7 +141,11 @@ export async function benchRemoteIpc(runs: number): Promise<void> {
 class BenchNodes {
   readonly #clients: Record<string, ControlClient>;
 
-  private constructor(clients: Record<string, ControlClient>) {
+  private constructor(
+    clients: Record<string, ControlClient>,
+    /** The cluster's `norma cluster init` directory (its CA issues the TLS baseline's certificates). */
+    readonly directory: string,
+  ) {
     this.#clients = clients;
   }
 
@@ -134,7 +160,7 @@ class BenchNodes {
     for (const [name, store] of Object.entries(cluster.stores)) {
       clients[name] = await ControlClient.connect(join(store, 'node.sock'));
     }
-    return new BenchNodes(clients);
+    return new BenchNodes(clients, cluster.directory);
   }
 
   #client(name: string): ControlClient {
