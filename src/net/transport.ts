@@ -536,8 +536,13 @@ export class Peer extends EventEmitter<PeerEvents> {
 
   readonly #written = (): void => {
     this.#writing = false;
-    // Errors are the socket's 'error' and 'close' to report; what was sent meanwhile goes now.
-    if (this.#closeReason === null) this.#writeNow();
+    // Errors are the socket's 'error' and 'close' to report. What was sent meanwhile goes in this
+    // turn's check phase, not at once: a write completes in Node's own immediates, which run before
+    // the kernel's pump, and the answer the pump computes would miss the write and need its own.
+    if (this.#pending.length > 0 && !this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(this.#flush);
+    }
     if (this.#queuedBytes() < peerWriteBufferBytesMax) this.#onDrain();
   };
 
