@@ -31,7 +31,7 @@ export function formatStats(stats: FreezeStats): string {
   const mib = (bytes: number): string => (bytes / 1024 / 1024).toFixed(1);
   return [
     `frozen for ${stats.frozenMs.toFixed(1)} ms (the tasks were stopped only to copy their state)`,
-    `pages: ${stats.pagesScanned} scanned, ${stats.pagesZero} zero, ${stats.pagesAlreadyStored} already stored, ${stats.pagesWritten} written (${mib(stats.bytesWritten)} MiB)`,
+    `pages: ${stats.pagesScanned} scanned, ${stats.pagesUnchanged} unchanged since the last checkpoint, ${stats.pagesZero} zero, ${stats.pagesAlreadyStored} already stored, ${stats.pagesWritten} written (${mib(stats.bytesWritten)} MiB)`,
     `hash ${stats.hashMs.toFixed(1)} ms, write ${stats.writeMs.toFixed(1)} ms, sync ${stats.syncMs.toFixed(1)} ms, total ${stats.totalMs.toFixed(1)} ms`,
   ].join('\n');
 }
@@ -70,17 +70,24 @@ export async function superviseSession(kernel: Kernel, main: Task, options: Sess
     return main.state.status === 'running' ? [main, ...others] : others;
   };
 
+  /** The periodic checkpoints' copies: a freeze after one copies and hashes only what changed since. */
+  const buffers = new CaptureBuffers();
   const freeze = (why: string): Promise<void> => {
     freezing ??= (async () => {
       try {
+        // A checkpoint in flight holds the copy the freeze compares with: wait for it (as the node
+        // daemon does), so that the freeze copies and hashes only what changed since.
+        if (checkpointing !== null) await checkpointing;
         const tasks = running();
         if (tasks.length === 0 || main.state.status !== 'running') return;
         // Captured now, at the moment asked; the store may take a while to open.
-        const { manifest, stats } = await freezeTasks(kernel, openStore(), tasks, {
-          kind: tasks.length > 1 ? 'group' : 'task',
-          label: main.state.name,
-          parent,
-        });
+        const { manifest, stats } = await freezeTasks(
+          kernel,
+          openStore(),
+          tasks,
+          { kind: tasks.length > 1 ? 'group' : 'task', label: main.state.name, parent },
+          buffers,
+        );
         frozenId = manifest.id;
         if (options.json)
           process.stderr.write(`${JSON.stringify({ frozen: manifest.id, reason: why, stats })}\n`);
@@ -94,7 +101,7 @@ export async function superviseSession(kernel: Kernel, main: Task, options: Sess
     return freezing;
   };
 
-  const checkpoint = (buffers: CaptureBuffers): void => {
+  const checkpoint = (): void => {
     if (checkpointing !== null || freezing !== null || main.state.status !== 'running') return;
     checkpointing = (async () => {
       try {
@@ -136,11 +143,8 @@ export async function superviseSession(kernel: Kernel, main: Task, options: Sess
     options.stopAfterMs === undefined
       ? null
       : setTimeout(() => void freeze('stop-after'), options.stopAfterMs);
-  const buffers = new CaptureBuffers();
   const checkpointTimer =
-    options.checkpointEveryMs === undefined
-      ? null
-      : setInterval(() => checkpoint(buffers), options.checkpointEveryMs);
+    options.checkpointEveryMs === undefined ? null : setInterval(checkpoint, options.checkpointEveryMs);
   try {
     const exit = await main.exited;
     if (freezing !== null) await freezing;

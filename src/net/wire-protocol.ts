@@ -31,6 +31,9 @@
  * of every message (msg, ack, nack) are also checked by hand first (`hotFrameChecks`, the same
  * rules without zod's per-frame cost); a frame that fails the hand check goes through its schema,
  * which names the problem.
+ *
+ * Versions: 1, the first; 2, `resume` also answers how many pages the target's stage of the task
+ * held already and how many it wrote (`staged`).
  */
 import { Decoder, Encoder, type Options } from 'cbor-x';
 import { z } from 'zod';
@@ -42,7 +45,7 @@ import {
   rejectMessageLengthMax,
 } from '../limits.js';
 
-export const wireProtocolVersion = 1;
+export const wireProtocolVersion = 2;
 
 /** Bytes of the frame header (the body's length). */
 export const frameHeaderBytes = 4;
@@ -246,6 +249,8 @@ export const callSchemas = {
             ms: z.number(),
           })
           .strict(),
+        /** Pages the task staged from the pre-copy held already, and pages the resume wrote. */
+        staged: z.object({ pagesKept: counter, pagesWritten: counter }).strict().nullable(),
       })
       .strict(),
   },

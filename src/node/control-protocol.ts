@@ -158,6 +158,11 @@ export interface Results {
     transfer: TransferInfo;
     /** Pages `to` pulled before the stop (the pre-copy). */
     precopiedPages: number;
+    /** Pages of the task's memory, and how many the freeze found changed since the pre-copy. */
+    pagesScanned: number;
+    pagesChanged: number;
+    /** On `to`: pages its stage of the task (made from the pre-copy) held already, pages it wrote. */
+    staged: { pagesKept: number; pagesWritten: number } | null;
     downtimeMs: number;
   };
   kill: { task: TaskRef; action: 'killed' | 'dropped' | 'forgotten' };

@@ -262,6 +262,9 @@ export class NodeTasks {
         tasks: resumed.tasks,
         transfer: resumed.transfer,
         precopiedPages: precopy?.pagesSent ?? 0,
+        pagesScanned: stats.pagesScanned,
+        pagesChanged: stats.pagesScanned - stats.pagesUnchanged,
+        staged: resumed.staged,
         downtimeMs,
       };
     } catch (error) {
@@ -341,13 +344,13 @@ export class NodeTasks {
           const arrival = await this.#arrival(id, this.#member!.memberName(from));
           if (arrival === null)
             throw new NormaError('MOVE_FAILED', `snapshot ${id} is not frozen on the node that asked`);
-          const restored = await this.#arrive(arrival, (await stage) ?? undefined);
+          const { restored, staged } = await this.#arrive(arrival, (await stage) ?? undefined);
           // The pre-copy served its purpose: its pages are the new snapshot's now. Removed after the
           // answer (the task runs here already): a catalogue write and two syncs off the downtime.
           if (precopy !== undefined) {
             void this.#run(() => this.store.remove(precopy), true).catch(() => {});
           }
-          return { tasks: restored.map((entry) => this.#ref(entry)), transfer: arrival.stats };
+          return { tasks: restored.map((entry) => this.#ref(entry)), transfer: arrival.stats, staged };
         }) as Promise<CallValue<Op>>;
       }
       default:
@@ -433,7 +436,7 @@ export class NodeTasks {
   async #arrive(
     arrival: { id: string; source: string; stats: TransferInfo; manifest: SnapshotManifest },
     stage?: StagedTask,
-  ): Promise<Entry[]> {
+  ): Promise<{ restored: Entry[]; staged: RestoreResult['staged'] }> {
     const member = this.#cluster();
     const started = performance.now();
     const { ports } = await member.call(arrival.source, 'prepare', { id: arrival.id });
@@ -466,7 +469,7 @@ export class NodeTasks {
         ` (pull ${arrival.stats.ms.toFixed(1)} ms, ports ${(handedOff - started).toFixed(1)} ms, restore ${(resumed - handedOff).toFixed(1)} ms, ${from},` +
         ` journal ${(journaled - resumed).toFixed(1)} ms)`,
     );
-    return restored;
+    return { restored, staged };
   }
 
   /** The task frozen at snapshot `id`, still here, that may leave for another node. */
@@ -615,7 +618,7 @@ export class NodeTasks {
     return this.#run(async () => {
       const arrival = await this.#arrival(params.snapshot);
       if (arrival !== null) {
-        const restored = await this.#arrive(arrival);
+        const { restored } = await this.#arrive(arrival);
         return {
           snapshot: arrival.id,
           tasks: restored.map((entry) => this.#ref(entry)),

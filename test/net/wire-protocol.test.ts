@@ -259,9 +259,10 @@ describe('wire protocol: frames', () => {
 
   it('tells another protocol version by its hello, whatever else that version changed', () => {
     for (const value of [
-      { ...hello, protocol: 2 },
+      { ...hello, protocol: wireProtocolVersion + 1 },
+      { ...hello, protocol: wireProtocolVersion - 1 },
       { k: 'welcome', protocol: 0 },
-      { k: 'hello', protocol: 2, cluster: { id: 'c' }, features: ['x'] },
+      { k: 'hello', protocol: wireProtocolVersion + 1, cluster: { id: 'c' }, features: ['x'] },
     ]) {
       assert.match(
         codeOf(() => decodeFrameBody(cbor.encode(value))),

@@ -2,6 +2,7 @@ import { strict as assert } from 'node:assert';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { FreezeStats } from '../../src/snapshot/freezer.js';
 import { type CliResult, frozenId, norma, signalWhen } from '../support/cli.js';
 
 /**
@@ -155,6 +156,40 @@ describe('laptop flow: freeze with --stop-after, resume in new processes', funct
     }
   });
 
+  it('a freeze after a checkpoint copies and hashes only the pages changed since, and resumes the same', async () => {
+    const args = ['--preempt', 'tasks/build/cpu-job.wasm', '--', '9000000'];
+    const uninterrupted = await norma(['run', ...args]);
+    const here = mkdtempSync(join(tmpdir(), 'norma-incremental-'));
+    const run = await norma([
+      'run',
+      '--store',
+      here,
+      '--checkpoint-every',
+      '40',
+      '--stop-after',
+      '300',
+      '--json',
+      ...args,
+    ]);
+    assert.equal(run.code, 75, run.stderr);
+    const reports = run.stderr
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as { checkpoint?: string; frozen?: string; stats: FreezeStats });
+    assert.ok(
+      reports.some((report) => report.checkpoint !== undefined),
+      'a checkpoint came first',
+    );
+    const freeze = reports.find((report) => report.frozen !== undefined)!;
+    assert.ok(
+      freeze.stats.pagesUnchanged > 0 && freeze.stats.pagesUnchanged <= freeze.stats.pagesScanned,
+      `${freeze.stats.pagesUnchanged} of ${freeze.stats.pagesScanned} pages unchanged`,
+    );
+    const resumed = await norma(['resume', freeze.frozen!, '--store', here]);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.equal(run.stdout + resumed.stdout, uninterrupted.stdout);
+  });
+
   it('snapshot export, import into another store, resume there; rm and gc reclaim the space', async () => {
     const here = mkdtempSync(join(tmpdir(), 'norma-here-'));
     const there = mkdtempSync(join(tmpdir(), 'norma-there-'));
@@ -194,7 +229,10 @@ describe('laptop flow: freeze with --stop-after, resume in new processes', funct
     ]);
     assert.equal(stats.code, 75);
     assert.match(stats.stderr, /frozen for [\d.]+ ms/);
-    assert.match(stats.stderr, /pages: \d+ scanned, \d+ zero, \d+ already stored, \d+ written/);
+    assert.match(
+      stats.stderr,
+      /pages: \d+ scanned, \d+ unchanged since the last checkpoint, \d+ zero, \d+ already stored, \d+ written/,
+    );
     const json = await norma([
       'run',
       '--store',
