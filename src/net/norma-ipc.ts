@@ -131,6 +131,8 @@ export class NormaIpc {
   /** Rights frames for arriving ports, applied once they have landed. */
   #held: [string, Extract<IpcFrame, { k: 'acquire' | 'so-move' | 'release' }>][] = [];
   #closed = false;
+  /** The flush barriers waiting for acknowledgements (see flushBarrier). */
+  readonly #barriers = new Set<() => void>();
 
   constructor(kernel: Kernel, links: NodeLinks, cluster: ClusterView, log: (message: string) => void) {
     this.#kernel = kernel;
@@ -283,6 +285,7 @@ export class NormaIpc {
     if (box === undefined) return;
     this.#nextSeq.set(portId, box.base);
     this.#outboxes.delete(portId);
+    if (this.#barriers.size > 0) this.#checkBarriers();
   }
 
   #forgetPort(portId: PortId): void {
@@ -447,6 +450,7 @@ export class NormaIpc {
     box.sent -= count;
     this.#kernel.ipc.takeAcknowledged(portId, count, from);
     this.#kernel.ipcChanged();
+    if (this.#barriers.size > 0) this.#checkBarriers();
   }
 
   #onNack(from: string, portId: PortId, expected: number, reason: 'full' | 'moved'): void {
@@ -518,18 +522,36 @@ export class NormaIpc {
       const queued = ipc.proxyQueue(portId).length;
       if (queued > 0) targets.set(portId, this.#outbox(portId).base + queued);
     }
-    const deadline = performance.now() + timeoutMs;
-    for (;;) {
+    /** True once every target is acknowledged, or its proxy is gone (dead: nothing to wait for). */
+    const passed = (): boolean => {
       for (const [portId, target] of targets) {
         const box = this.#outboxes.get(portId);
         if (!ipc.isRemote(portId) || box === undefined || box.base >= target) targets.delete(portId);
       }
-      if (targets.size === 0) return;
-      if (performance.now() > deadline) {
-        throw new Error(`${targets.size} port(s) on other nodes have not acknowledged messages sent to them`);
-      }
-      await new Promise((resolve) => setTimeout(resolve, 2));
-    }
+      return targets.size === 0;
+    };
+    if (passed()) return;
+    // Checked again at each acknowledgement and proxy death (#checkBarriers), not polled.
+    await new Promise<void>((resolve, reject) => {
+      const check = (): void => {
+        if (!passed()) return;
+        this.#barriers.delete(check);
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.#barriers.delete(check);
+        reject(
+          new Error(`${targets.size} port(s) on other nodes have not acknowledged messages sent to them`),
+        );
+      }, timeoutMs);
+      this.#barriers.add(check);
+    });
+  }
+
+  /** Flush barriers re-check their ports (after an acknowledgement, or a proxy's end). */
+  #checkBarriers(): void {
+    for (const check of this.#barriers) check();
   }
 
   /** The tasks' ports will arrive from another node: record them here, hold their senders off. */

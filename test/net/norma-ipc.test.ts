@@ -317,6 +317,33 @@ describe('NORMA IPC (kernels linked in memory)', () => {
     assert.ok(Math.ceil(proxyQueueBytesMax / bodyBytes) < proxyQueueLength, 'the bytes are the bound here');
   });
 
+  it('a flush barrier waits for every message sent to another node to be acknowledged, and times out', async () => {
+    const cluster = new MemoryCluster();
+    const [a, b] = [node('a'), node('b')];
+    cluster.join(a);
+    const normaB = cluster.join(b);
+    for (const kernel of [a, b]) kernel.ipc.createSpace(T);
+    const inbox = serve(a, 'inbox');
+    assertKr(a.ipc.portSetQlimit(T, inbox, 1), KernReturn.SUCCESS);
+    const dest = await lookup(cluster, b, 'inbox');
+    await normaB.flushBarrier(0); // nothing sent: passes at once
+    // The first is queued at a (acknowledged); the second is refused there for a full queue.
+    send(b, message(dest, Disposition.COPY_SEND, { id: 1 }));
+    send(b, message(dest, Disposition.COPY_SEND, { id: 2 }));
+    await cluster.idle();
+    await assert.rejects(normaB.flushBarrier(30), /1 port\(s\) on other nodes have not acknowledged/);
+    let passed = false;
+    const barrier = normaB.flushBarrier(10_000).then(() => {
+      passed = true;
+    });
+    await cluster.idle();
+    assert.equal(passed, false, 'not before a has room for the second message');
+    assert.equal(receive(a, inbox).id, 1);
+    a.ipcChanged();
+    await barrier;
+    assert.equal(receive(a, inbox).id, 2);
+  });
+
   it('turns rights into dead names when the remote port dies or its node dies', async () => {
     const { cluster, a, b, c } = threeNodes();
     const doomed = serve(a, 'doomed');
