@@ -36,6 +36,9 @@ export function exitCodeOf(code: ErrorCode): number {
     case 'NODE_NOT_SUSPENDED':
       return ExitCode.NO_INPUT;
     case 'NODE_NOT_RUNNING':
+    case 'CLUSTER_UNAVAILABLE':
+    case 'NET_PEER_UNREACHABLE':
+      // A service (the node, etcd, another node) is not there now: a script may retry later.
       return ExitCode.UNAVAILABLE;
     case 'NODE_ALREADY_RUNNING':
       return ExitCode.CANT_CREATE;

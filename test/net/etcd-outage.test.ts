@@ -232,7 +232,7 @@ describe('etcd outage under a running cluster (two node daemons)', function () {
 
   /** A cluster command refused for the outage: a nonzero exit, the code, what failed, what to do. */
   function assertUnavailable(result: CliResult, json: boolean): void {
-    assert.notEqual(result.code, 0, `exit code 0: ${result.stdout}`);
+    assert.equal(result.code, 69, `exit code ${result.code} (EX_UNAVAILABLE expected): ${result.stdout}`);
     assert.equal(result.stdout, '');
     let error: { code?: string; message?: string; hint?: string };
     if (json) {
