@@ -420,11 +420,8 @@ export class NormaIpc {
       this.#expected.set(frame.port, senders);
     }
     senders.set(from, expected + 1);
-    // The kernel first, then the acknowledgement: the woken task runs in this turn's kernel pump
-    // (an immediate), before the link's writes leave (an immediate scheduled after it), so its
-    // answer leaves with the acknowledgement in one write and the sender wakes once, not twice.
-    this.#kernel.ipcChanged();
     this.#links.send(from, { k: 'ack', port: frame.port, seq: frame.seq });
+    this.#kernel.ipcChanged();
   }
 
   /** Counts a right that arrived from `from`; a right to a port that died here stays dead. */

@@ -31,6 +31,17 @@ async function runInPieces(
   return { stdout, code: result.code, pieces, last: result };
 }
 
+/** A preemptible cpu-job that runs long enough for checkpoints and a freeze (about a second). */
+const longCpuJob = ['--preempt', 'tasks/build/cpu-job.wasm', '--', '9000000'];
+
+/** The checkpoint and freeze reports `norma run --json` prints on stderr, one JSON object a line. */
+function jsonReports(stderr: string): { checkpoint?: string; frozen?: string; stats: FreezeStats }[] {
+  return stderr
+    .split('\n')
+    .filter((line) => line.startsWith('{') && line.includes('"stats"'))
+    .map((line) => JSON.parse(line) as { checkpoint?: string; frozen?: string; stats: FreezeStats });
+}
+
 describe('laptop flow: freeze with --stop-after, resume in new processes', function () {
   this.timeout(300_000);
   const store = mkdtempSync(join(tmpdir(), 'norma-store-'));
@@ -123,7 +134,6 @@ describe('laptop flow: freeze with --stop-after, resume in new processes', funct
 
   it('--checkpoint-every keeps the last --keep checkpoints, resumable to the same result', async () => {
     const checkpoints = mkdtempSync(join(tmpdir(), 'norma-checkpoints-'));
-    const args = ['--preempt', 'tasks/build/cpu-job.wasm', '--', '9000000'];
     const result = await norma([
       'run',
       '--store',
@@ -133,13 +143,10 @@ describe('laptop flow: freeze with --stop-after, resume in new processes', funct
       '--keep',
       '1',
       '--json',
-      ...args,
+      ...longCpuJob,
     ]);
     assert.equal(result.code, 0, result.stderr);
-    const taken = result.stderr
-      .split('\n')
-      .filter((line) => line.includes('"checkpoint"'))
-      .map((line) => (JSON.parse(line) as { checkpoint: string }).checkpoint);
+    const taken = jsonReports(result.stderr).flatMap((report) => report.checkpoint ?? []);
     assert.ok(taken.length >= 2, `only ${taken.length} checkpoints were taken`);
     const listed = JSON.parse((await norma(['snapshot', 'ls', '--json', '--store', checkpoints])).stdout) as {
       id: string;
@@ -157,8 +164,7 @@ describe('laptop flow: freeze with --stop-after, resume in new processes', funct
   });
 
   it('a freeze after a checkpoint copies and hashes only the pages changed since, and resumes the same', async () => {
-    const args = ['--preempt', 'tasks/build/cpu-job.wasm', '--', '9000000'];
-    const uninterrupted = await norma(['run', ...args]);
+    const uninterrupted = await norma(['run', ...longCpuJob]);
     const here = mkdtempSync(join(tmpdir(), 'norma-incremental-'));
     const run = await norma([
       'run',
@@ -169,13 +175,10 @@ describe('laptop flow: freeze with --stop-after, resume in new processes', funct
       '--stop-after',
       '300',
       '--json',
-      ...args,
+      ...longCpuJob,
     ]);
     assert.equal(run.code, 75, run.stderr);
-    const reports = run.stderr
-      .split('\n')
-      .filter((line) => line.startsWith('{'))
-      .map((line) => JSON.parse(line) as { checkpoint?: string; frozen?: string; stats: FreezeStats });
+    const reports = jsonReports(run.stderr);
     assert.ok(
       reports.some((report) => report.checkpoint !== undefined),
       'a checkpoint came first',
