@@ -24,6 +24,8 @@ export const portQueueLengthMax = 1024;
  */
 export const proxyQueueLength = 32;
 export const proxyQueueBytesMax = 2 * 1024 * 1024;
+/** Bytes of acknowledged messages a node keeps for the next sends (ipc/byte-recycler.ts): two windows. */
+export const recycledMessageBytesMax = 2 * proxyQueueBytesMax;
 /** Largest message: header, descriptors, inline and out-of-line bytes together. */
 export const messageSizeMax = 64 * 1024 * 1024;
 /** Descriptors one message may carry. */

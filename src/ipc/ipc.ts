@@ -32,8 +32,10 @@ import {
   messageSizeMax,
   portQueueLengthMax,
   proxyQueueLength,
+  recycledMessageBytesMax,
   userRefsMax,
 } from '../limits.js';
+import { ByteRecycler } from './byte-recycler.js';
 import type { IpcEvent } from './event.js';
 import { auditIpcState } from './invariants.js';
 import { exportTasks, type IpcSnapshot } from './ipc-snapshot.js';
@@ -168,20 +170,11 @@ type Ledger = Map<PortName, { sendRefs: number; sendOnceMoved: boolean; receiveM
 
 const emptyBody = new Uint8Array(0);
 
-/**
- * A private copy of a message's bytes (Mach copies at send). Large ones go into memory that is not
- * zeroed first (`slice` zeroes it, then copies over the zeros: a third of the cost of a 64 KiB send).
- */
-function copyBytes(bytes: Uint8Array): Uint8Array {
-  if (bytes.length < 4096) return bytes.slice();
-  const copy = new Uint8Array(Buffer.allocUnsafeSlow(bytes.length).buffer, 0, bytes.length);
-  copy.set(bytes);
-  return copy;
-}
-
 export class Ipc {
   readonly nodeId: string;
   readonly state: IpcState;
+  /** Where messages' bytes are copied at send, and come back once another node acknowledged them. */
+  readonly #bytes = new ByteRecycler(recycledMessageBytesMax, 4096);
 
   /** Operates on `state` (a fresh one when omitted), allocating new port ids under `nodeId`. */
   constructor(nodeId: string, state?: IpcState) {
@@ -790,10 +783,10 @@ export class Ipc {
       descriptors: body.map(
         (item): QueuedDescriptor =>
           item instanceof Uint8Array
-            ? { type: 'ool', bytes: copyBytes(item) }
+            ? { type: 'ool', bytes: this.#bytes.copy(item) }
             : { type: 'port', right: this.copyin(space, item, dest.port) },
       ),
-      body: copyBytes(message.body),
+      body: this.#bytes.copy(message.body),
     };
     const carriedReceives = queued.descriptors.flatMap((d) =>
       d.type === 'port' && d.right.kind === 'receive' ? [d.right.port] : [],
@@ -1041,7 +1034,9 @@ export class Ipc {
       if (msg.reply !== null) this.exportRight(msg.reply, to);
       for (const descriptor of msg.descriptors) {
         if (descriptor.type === 'port') this.exportRight(descriptor.right, to);
+        else this.#bytes.give(descriptor.bytes);
       }
+      this.#bytes.give(msg.body);
       if (msg.dest.kind === 'send') port.srights--;
       else port.sorights--;
     }

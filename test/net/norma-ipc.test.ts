@@ -317,6 +317,36 @@ describe('NORMA IPC (kernels linked in memory)', () => {
     assert.ok(Math.ceil(proxyQueueBytesMax / bodyBytes) < proxyQueueLength, 'the bytes are the bound here');
   });
 
+  it('delivers every body intact while the bytes of acknowledged messages are reused for the next sends', async () => {
+    const { cluster, a, b } = threeNodes();
+    const inbox = serve(a, 'inbox');
+    assertKr(a.ipc.portSetQlimit(T, inbox, 4), KernReturn.SUCCESS);
+    const dest = await lookup(cluster, b, 'inbox');
+    const bodyOf = (i: number): Uint8Array => new Uint8Array(8192).map((_, j) => (i * 7 + j) & 0xff);
+    const source = new Uint8Array(8192);
+    let sent = 0;
+    let received = 0;
+    while (received < 300) {
+      // The sender's buffer is overwritten after each send (Mach copies at send).
+      while (sent < 300) {
+        source.set(bodyOf(sent));
+        const kr = b.ipc.send(T, message(dest, Disposition.COPY_SEND, { id: sent, body: source }));
+        b.ipcChanged();
+        if (kr !== KernReturn.SUCCESS) break;
+        sent++;
+      }
+      await cluster.idle();
+      while (a.ipc.hasMessage(T, inbox)) {
+        const got = receive(a, inbox);
+        assert.equal(got.id, received);
+        assert.deepEqual(got.body, bodyOf(received), `the body of message ${received}`);
+        received++;
+      }
+      a.ipcChanged();
+    }
+    audit(a, b);
+  });
+
   it('a flush barrier waits for every message sent to another node to be acknowledged, and times out', async () => {
     const cluster = new MemoryCluster();
     const [a, b] = [node('a'), node('b')];
