@@ -971,14 +971,19 @@ export class Ipc {
   }
 
   /**
-   * The kernel takes a send right of its own to a remote port (a name-service lookup whose
-   * answer is on another node); released with kernelReleaseSend. Conditions: not homed here.
+   * The kernel takes a send right of its own to a port the cluster's name service answered for a
+   * lookup that missed here; released with kernelReleaseSend. Made from the receive right when
+   * the port lives here (another node registered a name for it), else on its proxy (made if
+   * needed). Returns true for a remote port: its home must count the right (`acquire`).
+   * Conditions: the port lives here, or is not a dead port of this node.
    */
-  importKernelSend(portId: PortId): void {
+  kernelTakeSend(portId: PortId): boolean {
     const port = this.findPort(portId) ?? this.createProxy(portId);
-    if (port.receiver.kind !== 'remote') throw new Error(`ipc: ${portId} is homed here`);
+    const remote = port.receiver.kind === 'remote';
+    if (!remote) port.mscount++;
     port.srights++;
     port.kernelSrights++;
+    return remote;
   }
 
   /**
@@ -1168,11 +1173,9 @@ export class Ipc {
       delete held[to];
       if (port.srights > 0 || port.sorights > 0) {
         held[this.nodeId] = { send: port.srights, sendOnce: port.sorights };
-        this.state.ports[id] = {
-          ...newPort(id, { kind: 'remote' }, null),
-          srights: port.srights,
-          sorights: port.sorights,
-        };
+        const proxy = this.createProxy(id); // in place of the port
+        proxy.srights = port.srights;
+        proxy.sorights = port.sorights;
       } else {
         delete this.state.ports[id];
       }

@@ -70,8 +70,9 @@ export class NameService {
   }
 
   /**
-   * The cluster's answer to a lookup that missed here: `portId` is a remote port to which the
-   * kernel now holds a send right. Replaces (and releases) an answer nobody took.
+   * The cluster's answer to a lookup that missed here: `portId` is a port (on any node, this one
+   * too) to which the kernel now holds a send right of its own. Replaces (and releases) an answer
+   * nobody took.
    */
   offerRemote(service: string, portId: string): void {
     const previous = this.#offers.get(service);

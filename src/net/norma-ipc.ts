@@ -718,11 +718,11 @@ export class NormaIpc {
         const home = portId === null ? null : this.locate(portId);
         if (portId !== null && home !== null) {
           const ipc = this.#kernel.ipc;
-          if (!ipc.isHomedHere(portId)) {
-            if (home === this.self) return; // moving here: the next poll finds it
-            // The kernel holds a send right of its own until the lookup takes it; the home
-            // counts it for this node from the acquire on (a release follows on the same link).
-            ipc.importKernelSend(portId);
+          if (home === this.self && !ipc.isHomedHere(portId)) return; // moving here: the next poll finds it
+          // The kernel holds a send right of its own until the lookup takes it (whichever node the
+          // port lives on); a remote home counts it for this node from the acquire on (a release
+          // follows on the same link).
+          if (ipc.kernelTakeSend(portId)) {
             this.#links.send(home, { k: 'acquire', port: portId, node: this.self });
             this.#received.set(portId, (this.#received.get(portId) ?? 0) + 1);
           }

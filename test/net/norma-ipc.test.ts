@@ -88,6 +88,22 @@ describe('NORMA IPC (kernels linked in memory)', () => {
     assert.deepEqual(b.ipc.proxies(), [], 'the client node keeps no proxy once its task is gone');
   });
 
+  it("finds through the cluster a name another node gave to this node's own port, and keeps its own name", async () => {
+    const { cluster, a, b } = threeNodes();
+    const inbox = serve(a, 's1');
+    const onB = await lookup(cluster, b, 's1');
+    assertKr(b.names.register(T, 's2', onB), KernReturn.SUCCESS);
+    await cluster.idle();
+    // a has no "s2": the cluster names b's registration, a port that lives on a.
+    const viaB = await lookup(cluster, a, 's2');
+    assert.equal(a.ipc.portIdOf(T, viaB), a.ipc.portIdOf(T, inbox));
+    const own = a.names.lookup(T, 's1');
+    assert.equal(own?.kr, KernReturn.SUCCESS, "a's own registration still holds its right");
+    send(a, message(own!.name!, Disposition.COPY_SEND, { id: 7 }));
+    assert.equal(receive(a, inbox).id, 7);
+    audit(a, b);
+  });
+
   it('passes a send right along three nodes and uses it at the far end', async () => {
     const cluster = new MemoryCluster();
     const [a, b, c] = [node('a'), node('b'), node('c')];
@@ -146,6 +162,8 @@ describe('NORMA IPC (kernels linked in memory)', () => {
     say(c, fromC, 3);
     say(b, fromB, 102); // b's proxy: queued there while the port is on its way
     const migration = await normaA.handOff([M], b.nodeId);
+    // a's task kept a send right: the port is a proxy of its new home there, with a proxy's window.
+    assert.equal(a.ipc.state.ports[portId]?.qlimit, proxyQueueLength);
     say(c, fromC, 4); // reaches a after the hand-off: refused as moved, sent on to b
     say(a, fromA, 201); // a keeps a send right: its proxy sends to b now
     await normaB.arrive(migration, a.nodeId, async (importIpc) => importIpc({ [M]: M }, {}));
