@@ -103,9 +103,10 @@ export class NameService {
   }
 
   /**
-   * Re-registers a service of a restored snapshot. The kernel's send right to the port came back
-   * with the IPC import (as a kernel-held right); a name already taken here keeps its current owner
-   * and the restored right is released.
+   * Re-registers a service of a restored snapshot, or of a task that moved here; in a cluster it is
+   * published like any registration. The kernel's send right to the port came back with the IPC
+   * import (as a kernel-held right); a name already taken here keeps its current owner and the
+   * restored right is released.
    */
   adopt(service: string, portId: string): void {
     if (Object.hasOwn(this.state.entries, service)) {
@@ -113,6 +114,7 @@ export class NameService {
       return;
     }
     this.#define(service, portId);
+    this.onChange('registered', service, portId);
   }
 
   list(): { service: string; portId: string }[] {

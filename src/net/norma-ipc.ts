@@ -654,9 +654,6 @@ export class NormaIpc {
         this.#landed(portId);
       }
       this.cancelArrival(ports);
-      for (const { service, portId } of migration.names) {
-        if (ipc.isHomedHere(portId)) this.#publishName(service, portId);
-      }
       this.#kernel.ipcChanged();
     }
   }

@@ -88,6 +88,17 @@ describe('NORMA IPC (kernels linked in memory)', () => {
     assert.deepEqual(b.ipc.proxies(), [], 'the client node keeps no proxy once its task is gone');
   });
 
+  it('publishes the names of a restored task in the cluster, as it does new registrations', async () => {
+    const { cluster, a, b } = threeNodes();
+    const inbox = port(a.ipc, T);
+    // What a restore leaves: a kernel-held send right to the port, then the name adopted.
+    const { portId } = a.ipc.kernelCopySend(T, inbox);
+    a.names.adopt('restored', portId!);
+    const found = await lookup(cluster, b, 'restored');
+    assert.equal(b.ipc.portIdOf(T, found), portId);
+    audit(a, b);
+  });
+
   it("finds through the cluster a name another node gave to this node's own port, and keeps its own name", async () => {
     const { cluster, a, b } = threeNodes();
     const inbox = serve(a, 's1');
@@ -166,7 +177,11 @@ describe('NORMA IPC (kernels linked in memory)', () => {
     assert.equal(a.ipc.state.ports[portId]?.qlimit, proxyQueueLength);
     say(c, fromC, 4); // reaches a after the hand-off: refused as moved, sent on to b
     say(a, fromA, 201); // a keeps a send right: its proxy sends to b now
-    await normaB.arrive(migration, a.nodeId, async (importIpc) => importIpc({ [M]: M }, {}));
+    // As the restorer does: the IPC state, then the names (adopted and published).
+    await normaB.arrive(migration, a.nodeId, async (importIpc) => {
+      importIpc({ [M]: M }, {});
+      for (const { service, portId } of migration.names) b.names.adopt(service, portId);
+    });
     say(c, fromC, 5);
     await cluster.idle();
     cluster.kill(a.nodeId); // nothing on a is needed any more
