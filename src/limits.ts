@@ -9,6 +9,9 @@ export const wasmPageBytes = 65536;
 /** Hidden pages at the top of linear memory that hold one thread's asyncify frames while it unwinds. */
 export const asyncifyPagesDefault = 2;
 
+/** Longest port id (`<incarnation>.<serial>`), in bytes: what IPC state, frames and the directory accept. */
+export const portIdBytesMax = 1024;
+
 /** Names a task's IPC space may hold at once. */
 export const namesPerTaskMax = 65536;
 /** User references one send right or dead name may carry (Mach's MACH_PORT_UREFS_MAX). */
@@ -79,3 +82,14 @@ export const controlLineBytesMax = 1024 * 1024;
 
 /** The longest message of a `reject` frame, in characters (the rest of a longer one is cut). */
 export const rejectMessageLengthMax = 4096;
+
+/** Default lease TTL: a node that stops renewing vanishes from the directory this long after (plus etcd's expiry check). */
+export const leaseTtlSecondsDefault = 10;
+/** Longest one call to etcd may take before it fails with CLUSTER_UNAVAILABLE. */
+export const clusterCallMsMax = 2000;
+/** Pause between two probes of an unavailable etcd (each a lease renewal, or a read before joining). */
+export const clusterProbeIntervalMs = 250;
+/** Attempts of a compare-and-swap that keeps losing to concurrent writers before it gives up. */
+export const clusterCasAttemptsMax = 16;
+/** Longest cluster name (the key prefix of its records in etcd), in UTF-8 bytes. */
+export const clusterNameBytesMax = 64;

@@ -32,25 +32,11 @@
 import assert from 'node:assert/strict';
 import { z } from 'zod';
 import { NormaError } from '../errors.js';
-import { serviceNameBytesMax } from '../limits.js';
-
-/** Default lease TTL: a node that stops renewing vanishes from the directory this long after (plus etcd's expiry check). */
-export const leaseTtlSecondsDefault = 10;
-/** Longest one call to etcd may take before it fails with CLUSTER_UNAVAILABLE. */
-export const clusterCallMsMax = 2000;
-/** Pause between two probes of an unavailable etcd (each a lease renewal, or a read before joining). */
-export const clusterProbeIntervalMs = 250;
-/** Attempts of a compare-and-swap that keeps losing to concurrent writers before it gives up. */
-export const clusterCasAttemptsMax = 16;
-/** Longest cluster name and member name, in UTF-8 bytes (letters, digits, `.`, `_`, `-`). */
-export const clusterNameBytesMax = 64;
-export const memberNameBytesMax = 64;
-/** Longest port id, in UTF-8 bytes. */
-export const portIdBytesMax = 256;
+import { clusterNameBytesMax, portIdBytesMax, serviceNameBytesMax } from '../limits.js';
 
 /** A node's load as it reports it (the migration policy reads it). */
 export interface MemberLoad {
-  /** Tasks the node runs (frozen ones included). */
+  /** Tasks running on the node (frozen ones are not counted: they run nowhere). */
   readonly tasks: number;
   /** Threads ready to run. */
   readonly runnable: number;
@@ -236,19 +222,18 @@ export interface ClusterKeys {
 
 const clusterNamePattern = /^[A-Za-z0-9._-]+$/;
 
-/** Checks a cluster or member name from the command line or a configuration file. */
-export function checkClusterName(what: 'cluster' | 'member', name: string): void {
-  const max = what === 'cluster' ? clusterNameBytesMax : memberNameBytesMax;
-  if (!clusterNamePattern.test(name) || Buffer.byteLength(name) > max) {
+/** Checks a cluster name (the key prefix of its records). Member names are node names (checkNodeName). */
+export function checkClusterName(name: string): void {
+  if (!clusterNamePattern.test(name) || Buffer.byteLength(name) > clusterNameBytesMax) {
     throw new NormaError(
       'USAGE',
-      `invalid ${what} name ${JSON.stringify(name)}: use 1 to ${max} letters, digits, '.', '_' or '-'`,
+      `invalid cluster name ${JSON.stringify(name)}: use 1 to ${clusterNameBytesMax} letters, digits, '.', '_' or '-'`,
     );
   }
 }
 
 export function clusterKeys(cluster: string): ClusterKeys {
-  checkClusterName('cluster', cluster);
+  checkClusterName(cluster);
   const root = `/norma/${cluster}/`;
   const members = `${root}members/`;
   const names = `${root}names/`;

@@ -39,19 +39,21 @@ import assert from 'node:assert/strict';
 import type { Etcd3, IKeyValue, IOptions, Watcher } from 'etcd3';
 import { isNormaError, NormaError } from '../errors.js';
 import {
-  type ClusterDirectory,
-  type ClusterKeys,
-  checkClusterName,
   clusterCallMsMax,
   clusterCasAttemptsMax,
-  clusterKeys,
   clusterProbeIntervalMs,
+  leaseTtlSecondsDefault,
+} from '../limits.js';
+import { checkNodeName } from '../net/cluster-credentials.js';
+import {
+  type ClusterDirectory,
+  type ClusterKeys,
+  clusterKeys,
   type DirectoryStore,
   decodeMember,
   decodeName,
   decodePort,
   encodeRecord,
-  leaseTtlSecondsDefault,
   type MemberEvent,
   type MemberLoad,
   type MemberRecord,
@@ -131,7 +133,7 @@ export class EtcdDirectory implements ClusterDirectory {
   }
 
   async join(self: MemberRecord): Promise<void> {
-    checkClusterName('member', self.name);
+    checkNodeName(self.name);
     assert.equal(this.#phase, 'idle', 'join: once per directory');
     await this.#call(async () => {
       const lease = await this.#store.grantLease(this.#ttlSeconds);

@@ -27,6 +27,7 @@ import {
   messageDescriptorsMax,
   messageSizeMax,
   namesPerTaskMax,
+  portIdBytesMax,
   portQueueLengthMax,
   userRefsMax,
 } from '../limits.js';
@@ -339,7 +340,6 @@ function copyMessage(msg: QueuedMessage): QueuedMessage {
 
 /** `${node}.${serial}`, serial from 1: the only shape allocateId produces. */
 const portIdPattern = /^(.+)\.([1-9][0-9]*)$/s;
-const portIdLengthMax = 1024;
 
 type Loose = Record<string, unknown>;
 
@@ -354,7 +354,7 @@ function isInt(value: unknown, min: number, max: number): value is number {
 }
 
 function isPortId(value: unknown): value is PortId {
-  return typeof value === 'string' && value.length <= portIdLengthMax && portIdPattern.test(value);
+  return typeof value === 'string' && Buffer.byteLength(value) <= portIdBytesMax && portIdPattern.test(value);
 }
 
 /** The node and serial of a well-formed port id. */

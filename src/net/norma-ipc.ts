@@ -758,6 +758,6 @@ export class NormaIpc {
 }
 
 /** The node incarnation in a port id (`<incarnation>.<serial>`). */
-export function originOf(portId: PortId): string {
+function originOf(portId: PortId): string {
   return portId.slice(0, portId.lastIndexOf('.'));
 }

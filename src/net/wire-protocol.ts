@@ -354,7 +354,6 @@ export type FrameKind = keyof typeof frameSchemas;
 export type FrameOf<K extends FrameKind> = z.infer<(typeof frameSchemas)[K]>;
 export type Frame = { [K in FrameKind]: FrameOf<K> }[FrameKind];
 export type Hello = FrameOf<'hello'>;
-export type Welcome = FrameOf<'welcome'>;
 export type Reject = FrameOf<'reject'>;
 
 /** The kinds that only the handshake and the closing of a connection use. */
@@ -487,7 +486,7 @@ export function decodeFrameBody(body: Uint8Array): Frame {
  * stream that breaks the protocol is not trusted around the break).
  */
 export class FrameDecoder {
-  // One CBOR decoder per connection: nothing a peer sends can influence how another's is read.
+  // One per connection: the framing state of its byte stream (the CBOR decoder is shared, see above).
   readonly #header = Buffer.alloc(frameHeaderBytes);
   #headerBytes = 0;
   /** The length of the body being read, or -1 while reading a header. */

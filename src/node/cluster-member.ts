@@ -572,7 +572,7 @@ export class ClusterMember {
 
   async members(): Promise<MemberInfo[]> {
     const members = await this.#directory.members();
-    return members.map((m) => ({ ...m, load: { ...m.load }, self: m.incarnation === this.#kernel.nodeId }));
+    return members.map((m) => ({ ...m, self: m.incarnation === this.#kernel.nodeId }));
   }
 
   async names(): Promise<NameInfo[]> {

@@ -25,6 +25,7 @@
  */
 import { isAbsolute } from 'node:path';
 import { z } from 'zod';
+import type { MemberRecord } from '../cluster/cluster-directory.js';
 import { NormaError } from '../errors.js';
 import type { TaskExit } from '../kernel/task.js';
 import { controlLineBytesMax } from '../limits.js';
@@ -173,7 +174,6 @@ export interface Results {
   names: { names: NameInfo[] };
 }
 
-/** A node of the cluster as `norma nodes` shows it. */
 /** What a snapshot's move between two stores carried (see task-mover.ts). */
 export interface TransferInfo {
   /** The member the snapshot came from. */
@@ -185,16 +185,8 @@ export interface TransferInfo {
   ms: number;
 }
 
-export interface MemberInfo {
-  name: string;
-  incarnation: string;
-  address: string;
-  pid: number;
-  startedAt: string;
-  load: { tasks: number; runnable: number; cpu: number };
-  /** The node that answered. */
-  self: boolean;
-}
+/** A node of the cluster as `norma nodes` shows it: its directory record, and whether it answered. */
+export type MemberInfo = MemberRecord & { readonly self: boolean };
 
 /** A registration of the name service. */
 export interface NameInfo {

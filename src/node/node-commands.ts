@@ -12,6 +12,7 @@ import { type Command, InvalidArgumentError } from 'commander';
 import { parseEnv } from '../cli/run-command.js';
 import { defaultStoreDirectory } from '../cli/task-session.js';
 import { type ErrorCode, errorCodes, isNormaError, NormaError } from '../errors.js';
+import { leaseTtlSecondsDefault } from '../limits.js';
 import { checkNodeName, initCluster } from '../net/cluster-credentials.js';
 import { makeDirectories } from '../snapshot/disk.js';
 import type { ClusterOptions } from './cluster-member.js';
@@ -25,6 +26,8 @@ type Action = <A extends unknown[]>(body: (...args: A) => Promise<number>) => (.
 
 /** How long `--detach` and `norma resume` wait for a new node to answer. */
 const startTimeoutMs = 30_000;
+/** Where a node looks for etcd when --etcd is not given (etcd's own default client URL). */
+const etcdEndpointDefault = 'http://127.0.0.1:2379';
 
 const print = (text: string): void => {
   process.stdout.write(`${text}\n`);
@@ -83,7 +86,7 @@ function clusterOptions(options: Options): ClusterOptions | undefined {
     clusterDirectory: resolve(directory),
     name,
     listen: (options.listen as string | undefined) ?? '127.0.0.1:0',
-    etcd: ((options.etcd as string | undefined) ?? 'http://127.0.0.1:2379').split(','),
+    etcd: ((options.etcd as string | undefined) ?? etcdEndpointDefault).split(','),
     ...(options.leaseTtl === undefined ? {} : { leaseTtlSeconds: options.leaseTtl as number }),
   };
 }
@@ -109,7 +112,7 @@ export async function clusterInitCommand(directory: string, options: Options): P
   else {
     print(`cluster ${info.cluster} (${info.name}) in ${resolve(directory)}`);
     print(
-      `start its nodes with: norma node start --cluster ${directory} --name n1 --etcd http://127.0.0.1:2379`,
+      `start its nodes with: norma node start --cluster ${directory} --name n1 --etcd ${etcdEndpointDefault}`,
     );
   }
   return 0;
@@ -448,10 +451,10 @@ export function addNodeCommands(program: Command, action: Action): void {
     .option('--cluster <dir>', 'join the cluster `norma cluster init` made in <dir> (with --name)')
     .option('--name <name>', "this node's name in the cluster (n1, n2, ...)")
     .option('--listen <host:port>', 'where other nodes reach this one (default: 127.0.0.1:0)')
-    .option('--etcd <urls>', "the cluster's etcd, comma-separated (default: http://127.0.0.1:2379)")
+    .option('--etcd <urls>', `the cluster's etcd, comma-separated (default: ${etcdEndpointDefault})`)
     .option(
       '--lease-ttl <seconds>',
-      'a node that dies leaves the cluster this long after (default: 10)',
+      `a node that dies leaves the cluster this long after (default: ${leaseTtlSecondsDefault})`,
       wholeNumber(1),
     )
     .addHelpText(

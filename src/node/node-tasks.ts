@@ -334,7 +334,7 @@ export class NodeTasks {
         const member = this.#cluster();
         const pulled = await pullSnapshot(member, this.store, id, member.memberName(from));
         // Before answering: the source freezes once it has the answer, and the stage is then ready.
-        await this.#stage(pulled.id);
+        await this.#stage(pulled.manifest);
         return { pagesSent: pulled.stats.pagesSent } as CallValue<Op>;
       }
       case 'resume': {
@@ -359,17 +359,18 @@ export class NodeTasks {
   }
 
   /**
-   * Stages the task of pre-copy `id` for the resume of its move (restorer.ts stageSnapshot): the
+   * Stages the task of the pre-copy for the resume of its move (restorer.ts stageSnapshot): the
    * module instantiated and the memory filled while the task still runs on the source, so that the
    * resume writes only the pages that changed since. One stage per pre-copy; dropped when the resume
    * takes it, or after stageTimeoutMs. A stage that fails costs nothing but time: the resume then
    * restores the ordinary way.
    */
-  async #stage(id: string): Promise<void> {
+  async #stage(precopy: SnapshotManifest): Promise<void> {
+    const { id } = precopy;
     let stage = this.#stages.get(id);
     if (stage === undefined) {
       const started = performance.now();
-      const staged = stageSnapshot(this.kernel, this.store, id).then(
+      const staged = stageSnapshot(this.kernel, this.store, precopy).then(
         (staged) => {
           this.log(`staged ${id} for its move in ${(performance.now() - started).toFixed(1)} ms`);
           return staged;
@@ -646,7 +647,7 @@ export class NodeTasks {
     moving?: { migration: Migration; from: string; manifest: SnapshotManifest; stage?: StagedTask },
   ): Promise<{ snapshot: string; restored: Entry[]; staged: RestoreResult['staged'] }> {
     const id = await this.store.resolveId(idOrPrefix);
-    // A moving task's manifest was read (or pulled) just before: not read a second and third time.
+    // Read once: a moving task's manifest was read (or pulled) just before, and the restore gets it.
     const manifest = moving?.manifest.id === id ? moving.manifest : await this.store.readManifest(id);
     const sameNode = manifest.node.id === this.kernel.nodeId;
     const entries = manifest.tasks.map((record): { entry: Entry; inherited: boolean } => {
@@ -698,7 +699,7 @@ export class NodeTasks {
     const io = (_record: unknown, index: number) => this.#io(entries[index]!.entry.log);
     const result =
       moving === undefined
-        ? await restoreSnapshot(this.kernel, this.store, id, io)
+        ? await restoreSnapshot(this.kernel, this.store, id, io, { manifest })
         : await this.#cluster().ipc.arrive(moving.migration, moving.from, (importIpc) =>
             restoreSnapshot(this.kernel, this.store, id, io, {
               manifest,

@@ -10,7 +10,6 @@
  *
  * The tasks' live IPC state follows separately (NodeTasks: `prepare`, then `hand-off`).
  */
-import { createHash } from 'node:crypto';
 import { NormaError } from '../errors.js';
 import { type CallArg, type CallValue, pagesPerCallMax } from '../net/wire-protocol.js';
 import {
@@ -18,8 +17,9 @@ import {
   referencedBlobs,
   referencedPages,
   type SnapshotManifest,
+  snapshotIdPattern,
 } from '../snapshot/format.js';
-import { loadPageHasher } from '../snapshot/page-hash.js';
+import { blobHash, loadPageHasher } from '../snapshot/page-hash.js';
 import type { SnapshotStore } from '../snapshot/store.js';
 import type { ClusterMember } from './cluster-member.js';
 import type { TransferInfo } from './control-protocol.js';
@@ -54,8 +54,6 @@ export async function serveSnapshotCall(
 }
 
 /** A whole snapshot id (not a prefix). */
-const wholeId = /^[0-9a-f]{16}$/;
-
 /**
  * Finds the member whose store has the snapshot `prefix` and copies it into `store` (what `store`
  * has already is not sent). Returns the full id, where it came from and what travelled, and its
@@ -70,15 +68,15 @@ export async function pullSnapshot(
   const started = performance.now();
   // A whole id from a known member (a move) needs no search: its manifest call says if it is there.
   const { source, id } =
-    from !== undefined && wholeId.test(prefix)
+    from !== undefined && snapshotIdPattern.test(prefix)
       ? { source: from, id: prefix }
       : await findSnapshot(member, prefix, from);
   const stats: TransferInfo = { from: source, pagesSent: 0, pagesSkipped: 0, bytesSent: 0, ms: 0 };
-  if (await hasSnapshot(store, id)) {
-    const manifest = await store.readManifest(id);
-    stats.pagesSkipped = referencedPages(manifest).size;
+  const stored = await storedManifest(store, id);
+  if (stored !== null) {
+    stats.pagesSkipped = referencedPages(stored).size;
     stats.ms = performance.now() - started;
-    return { id, stats, manifest };
+    return { id, stats, manifest: stored };
   }
   const hasher = await loadPageHasher();
   let envelope: Uint8Array;
@@ -108,7 +106,7 @@ export async function pullSnapshot(
     for (const hash of referencedBlobs(manifest)) {
       if (store.hasBlob(hash)) continue;
       const { bytes } = await member.call(source, 'blob', { hash });
-      if (createHash('sha256').update(bytes).digest('hex') !== hash) {
+      if (blobHash(bytes) !== hash) {
         throw new NormaError('SNAPSHOT_CORRUPT', `a module node ${source} sent does not match its hash`);
       }
       commit.putBlob(hash, bytes);
@@ -149,11 +147,13 @@ export async function pullSnapshot(
   return { id, stats, manifest };
 }
 
-async function hasSnapshot(store: SnapshotStore, id: string): Promise<boolean> {
+/** The manifest of snapshot `id` (a whole id) if the store has it. */
+async function storedManifest(store: SnapshotStore, id: string): Promise<SnapshotManifest | null> {
   try {
-    return (await store.resolveId(id)) === id;
-  } catch {
-    return false;
+    return await store.readManifest(id);
+  } catch (error) {
+    if (error instanceof NormaError && error.code === 'SNAPSHOT_NOT_FOUND') return null;
+    throw error;
   }
 }
 

@@ -23,6 +23,8 @@ import { z } from 'zod';
 import { NormaError } from '../errors.js';
 import type { PageHasher } from './page-hash.js';
 
+/** A whole snapshot id: 16 lower-case hex digits (a prefix of one names it on the command line). */
+export const snapshotIdPattern = /^[0-9a-f]{16}$/;
 export const snapshotFormatVersion = 1;
 export const snapshotMagic = 'NORMASNP';
 export const envelopeHeaderBytes = 40;
@@ -170,7 +172,7 @@ export const manifestSchema = z.object({
   format: z.literal('norma.snapshot'),
   version: z.literal(snapshotFormatVersion),
   /** 16 lowercase hex digits, random; users may type any unique prefix. */
-  id: z.string().regex(/^[0-9a-f]{16}$/),
+  id: z.string().regex(snapshotIdPattern),
   createdAtMs: z.number(),
   /** One task, or a consistent group of tasks frozen together (a node suspend). */
   kind: z.enum(['task', 'group']),

@@ -76,8 +76,6 @@ export interface RestoreResult {
  * runs on the other node), so that the resume writes only the pages that changed since.
  */
 export interface StagedTask {
-  /** The snapshot staged. */
-  readonly snapshot: string;
   readonly prepared: PreparedInstance;
   /** The memory below this holds exactly the pages `pages` name (read and verified from the store). */
   readonly visibleBytes: number;
@@ -197,15 +195,19 @@ async function writeChangedPages(
 }
 
 /**
- * Stages the one task of snapshot `id` (a move's pre-copy) in a new instance, off the resume's
- * critical path: everything a resume of a later snapshot of it can reuse. Verifies what it reads as
- * a restore does; changes nothing in the kernel.
+ * Stages the one task of a snapshot in the store (a move's pre-copy; its manifest as read or
+ * pulled into the store) in a new instance, off the resume's critical path: everything a resume of
+ * a later snapshot of it can reuse. Verifies what it reads as a restore does; changes nothing in
+ * the kernel.
  */
-export async function stageSnapshot(kernel: Kernel, store: SnapshotStore, id: string): Promise<StagedTask> {
-  const manifest = await store.readManifest(id);
+export async function stageSnapshot(
+  kernel: Kernel,
+  store: SnapshotStore,
+  manifest: SnapshotManifest,
+): Promise<StagedTask> {
   const record = manifest.tasks[0];
   if (record === undefined || manifest.tasks.length !== 1)
-    throw new Error(`snapshot ${id} holds ${manifest.tasks.length} tasks; a stage holds one`);
+    throw new Error(`snapshot ${manifest.id} holds ${manifest.tasks.length} tasks; a stage holds one`);
   checkVersions(record);
   const image = await loadImage(store, record, new Map());
   checkFits(record, image);
@@ -216,7 +218,6 @@ export async function stageSnapshot(kernel: Kernel, store: SnapshotStore, id: st
   const memory = prepared.instance.memory.whole().subarray(0, record.memory.visibleBytes);
   await writeChangedPages(store, record.memory.pages, memory, []);
   return {
-    snapshot: manifest.id,
     prepared,
     visibleBytes: record.memory.visibleBytes,
     pages: record.memory.pages,

@@ -389,16 +389,6 @@ export class SnapshotStore implements CommitHost {
     this.forget(commit);
   }
 
-  /** Commit from an import: finish with the exact envelope bytes that were exported. */
-  private finishImported(
-    commit: PendingCommit,
-    manifest: SnapshotManifest,
-    envelope: Uint8Array,
-  ): Promise<CommitStats> {
-    commit.state = 'finishing';
-    return this.finishCommit(commit, manifest, envelope);
-  }
-
   private forget(commit: PendingCommit): void {
     this.openCommits.delete(commit);
     if (this.openCommits.size === 0) {
@@ -1081,7 +1071,7 @@ export class SnapshotStore implements CommitHost {
    */
   async importFrom(file: string): Promise<string> {
     this.assertUsable();
-    const commit = this.beginCommit() as PendingCommit;
+    const commit = this.beginCommit();
     let envelope: Uint8Array | null = null;
     let existing: CatalogueEntry | undefined;
     try {
@@ -1106,7 +1096,8 @@ export class SnapshotStore implements CommitHost {
         await commit.abort();
         return manifest.id;
       }
-      await this.finishImported(commit, manifest, envelope!);
+      // The exact envelope bytes that were exported.
+      await commit.finish(manifest, envelope!);
       return manifest.id;
     } catch (error) {
       await commit.abort();

@@ -12,17 +12,16 @@ import { strict as assert } from 'node:assert';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { Etcd3 } from 'etcd3';
-import {
-  type ClusterDirectory,
-  clusterCallMsMax,
-  clusterProbeIntervalMs,
-  type MemberEvent,
-  type MemberRecord,
-  type StatusEvent,
+import type {
+  ClusterDirectory,
+  MemberEvent,
+  MemberRecord,
+  StatusEvent,
 } from '../../src/cluster/cluster-directory.js';
 import { EtcdDirectory } from '../../src/cluster/etcd-directory.js';
 import { MemoryEtcd } from '../../src/cluster/memory-directory.js';
 import { isNormaError } from '../../src/errors.js';
+import { clusterCallMsMax, clusterProbeIntervalMs } from '../../src/limits.js';
 import { startEtcd, startTcpProxy, type TcpProxy, type TestEtcd } from '../support/etcd.js';
 
 /** The lease TTL of every test node. */

@@ -10,8 +10,8 @@
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { clusterCallMsMax } from '../../src/cluster/cluster-directory.js';
 import { errorCodes } from '../../src/errors.js';
+import { clusterCallMsMax } from '../../src/limits.js';
 import { exited, ok, on, poll, spawnTask, task, waitForTask } from '../node/node-helpers.js';
 import type { CliResult } from '../support/cli.js';
 import { startCluster, type TestCluster } from '../support/cluster.js';

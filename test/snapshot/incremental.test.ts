@@ -286,7 +286,7 @@ describe('incremental capture and staged restore', function () {
       const frozen = await freezeTasks(pager.kernel, store, [pager.task], meta, buffers);
 
       const stagingKernel = newKernel();
-      const stage = await stageSnapshot(stagingKernel, store, precopy.manifest.id);
+      const stage = await stageSnapshot(stagingKernel, store, precopy.manifest);
       let out = '';
       const result = await restoreSnapshot(
         stagingKernel,
@@ -333,19 +333,19 @@ describe('incremental capture and staged restore', function () {
 
       const expected = (await restoreInto(store, small.manifest.id)).pager;
       const cases = [
-        { what: 'a stage of another module', stage: elsewhere.manifest.id },
-        { what: 'a stage larger than the snapshot', stage: grown.manifest.id },
+        { what: 'a stage of another module', stage: elsewhere.manifest },
+        { what: 'a stage larger than the snapshot', stage: grown.manifest },
       ];
-      for (const { what, stage: stageId } of cases) {
+      for (const { what, stage: staged } of cases) {
         const kernel = newKernel();
-        const stage = await stageSnapshot(kernel, store, stageId);
+        const stage = await stageSnapshot(kernel, store, staged);
         const result = await restoreSnapshot(kernel, store, small.manifest.id, () => ({}), { stage });
         assert.equal(result.staged, null, what);
         samePages(result.tasks[0]!.instance.memory.visible(), expected.memory(), what);
       }
       // A stage is used up by the restore that takes it: a second one restores normally.
       const kernel = newKernel();
-      const stage = await stageSnapshot(kernel, store, small.manifest.id);
+      const stage = await stageSnapshot(kernel, store, small.manifest);
       const first = await restoreSnapshot(kernel, store, small.manifest.id, () => ({}), { stage });
       assert.deepEqual(first.staged, { pagesKept: 8, pagesWritten: 0 });
       const againKernel = newKernel();
