@@ -164,7 +164,9 @@ export interface Results {
     pagesChanged: number;
     /** On `to`: pages its stage of the task (made from the pre-copy) held already, pages it wrote. */
     staged: { pagesKept: number; pagesWritten: number } | null;
+    /** From stopped here to running on `to`; and the whole move, pre-copy included. */
     downtimeMs: number;
+    totalMs: number;
   };
   kill: { task: TaskRef; action: 'killed' | 'dropped' | 'forgotten' };
   suspend: { snapshot: string | null; tasks: TaskRef[] };

@@ -378,7 +378,7 @@ export async function moveCommand(task: string, options: Options & { to: string 
     const { transfer } = result;
     printTasks(result.tasks, ` on ${result.to}`);
     print(
-      `moved from ${result.from}, stopped ${result.downtimeMs.toFixed(0)} ms: ${result.precopiedPages} page(s) sent ahead, ${result.pagesChanged} of ${result.pagesScanned} changed at the stop, ${transfer.pagesSent} sent then, ${transfer.pagesSkipped} already there`,
+      `moved from ${result.from} in ${result.totalMs.toFixed(0)} ms, stopped ${result.downtimeMs.toFixed(0)} ms: ${result.precopiedPages} page(s) sent ahead, ${result.pagesChanged} of ${result.pagesScanned} changed at the stop, ${transfer.pagesSent} sent then, ${transfer.pagesSkipped} already there`,
     );
   }
   return 0;

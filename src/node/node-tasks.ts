@@ -231,6 +231,7 @@ export class NodeTasks {
    * resume it before the hand-off, it runs on here.
    */
   async move(params: Params<'move'>): Promise<Results['move']> {
+    const started = performance.now();
     const member = this.#cluster();
     if (params.to === member.name) {
       throw new NormaError('USAGE', `task ${params.task} is on ${params.to} already`, {
@@ -266,6 +267,7 @@ export class NodeTasks {
         pagesChanged: stats.pagesScanned - stats.pagesUnchanged,
         staged: resumed.staged,
         downtimeMs,
+        totalMs: performance.now() - started,
       };
     } catch (error) {
       // Not handed off: it runs on here.
