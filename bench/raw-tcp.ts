@@ -210,6 +210,7 @@ function runTcpClient(port: number): void {
   /** `total` echoes back to back, driven from the reply callback (no Promise per round trip). */
   const echoes = (message: Buffer, total: number): Promise<void> =>
     new Promise((resolve) => {
+      if (total === 0) return resolve();
       let done = 0;
       onReply = () => {
         if (++done === total) resolve();

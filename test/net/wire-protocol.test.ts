@@ -410,9 +410,17 @@ describe('wire protocol: the hand-written checks of msg, ack and nack', () => {
       }
     }
     out.push({ ...frame, extra: 1 });
-    out.push({ ...frame, __proto_: 1 });
+    // A complete frame with an own "__proto__" key (as a decoded CBOR map can have), and one whose
+    // fields are all there but one is inherited.
+    const ownProto: Record<string, unknown> = { ...frame };
+    Object.defineProperty(ownProto, '__proto__', {
+      value: 1,
+      enumerable: true,
+      configurable: true,
+      writable: true,
+    });
+    out.push(ownProto);
     out.push(Object.assign(Object.create({ inherited: 1 }) as object, frame));
-    out.push(JSON.parse(`{"__proto__": 1, "k": ${JSON.stringify(frame.k)}}`) as Record<string, unknown>);
     if (frame.k === 'msg') {
       out.push({
         ...frame,
